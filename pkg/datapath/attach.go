@@ -1,0 +1,213 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/steernet/steer/pkg/bpffs"
+)
+
+// IngressMode chooses the hook that learns flows on secondary interfaces.
+type IngressMode int
+
+const (
+	// IngressAuto uses XDP where the interface has native XDP (veth, a physical device or VF
+	// moved in with host-device) and TC elsewhere (macvlan, bridge ports, vxlan).
+	IngressAuto IngressMode = iota
+	IngressTC
+	IngressXDP
+)
+
+// Options tune Attach; the zero value is what a node uses.
+type Options struct {
+	Layout  bpffs.Layout // zero: bpffs.Default()
+	Ingress IngressMode
+	// LegacyTC forces clsact + cls_bpf through netlink instead of TCX links, as on kernels
+	// before 6.6. Those filters are owned by the interface, not by a pin.
+	LegacyTC bool
+}
+
+func (o Options) layout() bpffs.Layout {
+	if o.Layout.Root == "" {
+		return bpffs.Default()
+	}
+	return o.Layout
+}
+
+// Attach loads cfg's collection, attaches it to the interfaces in the network namespace at
+// netnsPath and pins it under the container's directory. Attaching again replaces what was
+// there. On failure nothing is left attached or pinned.
+func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error) {
+	layout := opts.layout()
+	dir, err := layout.Dir(containerID)
+	if err != nil {
+		return err
+	}
+	if err := Detach(netnsPath, containerID, opts); err != nil {
+		return fmt.Errorf("replace previous attachment: %w", err)
+	}
+	if err := layout.EnsureMounted(); err != nil {
+		return err
+	}
+
+	objs, err := Load(cfg)
+	if err != nil {
+		return err
+	}
+	defer objs.Close()
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, Detach(netnsPath, containerID, opts))
+		}
+	}()
+	for name, m := range map[string]*ebpf.Map{
+		bpffs.FlowsPin:    objs.SteerFlows,
+		bpffs.CountersPin: objs.SteerCounters,
+		bpffs.ConfigPin:   objs.Config,
+	} {
+		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+
+	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, itf := range cfg.Interfaces {
+			if err := attachInterface(dir, itf, objs, opts); err != nil {
+				return fmt.Errorf("attach to %s: %w", itf.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// attachInterface hooks one interface: egress everywhere (replies, sources and multicast are
+// steered from whichever interface the kernel chose), ingress where flows are learned.
+func attachInterface(dir string, itf Interface, objs *Objects, opts Options) error {
+	if err := attachTC(dir, itf, objs.SteerEgress, ebpf.AttachTCXEgress, opts); err != nil {
+		return err
+	}
+	if !itf.Pin || itf.Primary {
+		return nil
+	}
+	if opts.Ingress != IngressTC {
+		err := attachXDP(dir, itf, objs.SteerIngressXdp)
+		if err == nil || opts.Ingress == IngressXDP {
+			return err
+		}
+	}
+	return attachTC(dir, itf, objs.SteerIngress, ebpf.AttachTCXIngress, opts)
+}
+
+func attachXDP(dir string, itf Interface, prog *ebpf.Program) error {
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: itf.Index, Flags: link.XDPDriverMode})
+	if err != nil {
+		return fmt.Errorf("xdp: %w", err)
+	}
+	defer l.Close()
+	return l.Pin(filepath.Join(dir, bpffs.LinkPin(itf.Name, "xdp")))
+}
+
+func attachTC(dir string, itf Interface, prog *ebpf.Program, at ebpf.AttachType, opts Options) error {
+	hook := "ingress"
+	if at == ebpf.AttachTCXEgress {
+		hook = "egress"
+	}
+	if !opts.LegacyTC {
+		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Attach: at, Interface: itf.Index})
+		if err == nil {
+			defer l.Close()
+			return l.Pin(filepath.Join(dir, bpffs.LinkPin(itf.Name, hook)))
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("tcx %s: %w", hook, err)
+		}
+	}
+	return attachClsBPF(itf.Index, prog, hook)
+}
+
+// Legacy TC: a clsact qdisc and a direct-action cls_bpf filter per hook.
+const clsPriority = 0x5e
+
+func attachClsBPF(ifindex int, prog *ebpf.Program, hook string) error {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscReplace(qdisc); err != nil {
+		return fmt.Errorf("clsact qdisc: %w", err)
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs:  clsFilterAttrs(ifindex, hook),
+		Fd:           prog.FD(),
+		Name:         "steer_" + hook,
+		DirectAction: true,
+	}
+	if err := netlink.FilterReplace(filter); err != nil {
+		return fmt.Errorf("cls_bpf %s: %w", hook, err)
+	}
+	return nil
+}
+
+func clsFilterAttrs(ifindex int, hook string) netlink.FilterAttrs {
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if hook == "egress" {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
+	return netlink.FilterAttrs{
+		LinkIndex: ifindex,
+		Parent:    parent,
+		Handle:    1,
+		Priority:  clsPriority,
+		Protocol:  0x0003, // ETH_P_ALL
+	}
+}
+
+// Detach removes a container's attachment: its pins (which detaches pinned links) and any
+// legacy TC filters in its namespace. Missing pins, namespace or interfaces are not errors, so
+// DEL can call it any number of times.
+func Detach(netnsPath, containerID string, opts Options) error {
+	var errs []error
+	if netnsPath != "" {
+		err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return removeClsBPF() })
+		var nsErr ns.NSPathNotExistErr
+		if err != nil && !errors.As(err, &nsErr) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, opts.layout().Remove(containerID))
+	return errors.Join(errs...)
+}
+
+// removeClsBPF deletes Steer's legacy filters from every interface of the current namespace.
+func removeClsBPF() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		for _, hook := range []string{"ingress", "egress"} {
+			attrs := clsFilterAttrs(l.Attrs().Index, hook)
+			filters, err := netlink.FilterList(l, attrs.Parent)
+			if err != nil {
+				continue // no clsact qdisc
+			}
+			for _, f := range filters {
+				if f.Attrs().Priority == clsPriority {
+					_ = netlink.FilterDel(f)
+				}
+			}
+		}
+	}
+	return nil
+}

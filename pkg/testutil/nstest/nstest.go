@@ -1,0 +1,161 @@
+// Package nstest makes network namespaces, links and bpffs roots for tests. Everything it
+// creates has a unique name and is removed in t.Cleanup, also when the test fails.
+package nstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
+
+	"github.com/steernet/steer/pkg/bpffs"
+)
+
+// RequireRoot skips tests that need CAP_NET_ADMIN and CAP_BPF.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and loads BPF programs")
+	}
+}
+
+// Suffix returns a short random suffix for unique names.
+func Suffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// NewNS creates a network namespace that is deleted when the test ends.
+func NewNS(t testing.TB) ns.NetNS {
+	t.Helper()
+	RequireRoot(t)
+	n, err := testutils.NewNS()
+	if err != nil {
+		t.Fatalf("new netns: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = n.Close()
+		_ = testutils.UnmountNS(n)
+	})
+	return n
+}
+
+// Name returns the namespace's name as `ip netns` knows it.
+func Name(n ns.NetNS) string { return filepath.Base(n.Path()) }
+
+// Veth creates a veth pair with one end in each namespace, both up, and returns the links.
+func Veth(t testing.TB, a ns.NetNS, aName string, b ns.NetNS, bName string) (netlink.Link, netlink.Link) {
+	t.Helper()
+	tmpA, tmpB := "va"+Suffix(), "vb"+Suffix()
+	err := a.Do(func(ns.NetNS) error {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: tmpA}, PeerName: tmpB}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return err
+		}
+		peer, err := netlink.LinkByName(tmpB)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetNsFd(peer, int(b.Fd())); err != nil {
+			return err
+		}
+		return renameUp(tmpA, aName)
+	})
+	if err != nil {
+		t.Fatalf("veth %s/%s: %v", aName, bName, err)
+	}
+	if err := b.Do(func(ns.NetNS) error { return renameUp(tmpB, bName) }); err != nil {
+		t.Fatalf("veth peer %s: %v", bName, err)
+	}
+	return LinkIn(t, a, aName), LinkIn(t, b, bName)
+}
+
+func renameUp(from, to string) error {
+	l, err := netlink.LinkByName(from)
+	if err != nil {
+		return err
+	}
+	if from != to {
+		if err := netlink.LinkSetName(l, to); err != nil {
+			return err
+		}
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// LinkIn looks a link up by name inside n.
+func LinkIn(t testing.TB, n ns.NetNS, name string) netlink.Link {
+	t.Helper()
+	var l netlink.Link
+	err := n.Do(func(ns.NetNS) (err error) {
+		l, err = netlink.LinkByName(name)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return l
+}
+
+// AddAddr adds a CIDR address to a link inside n.
+func AddAddr(t testing.TB, n ns.NetNS, name, cidr string) {
+	t.Helper()
+	err := n.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		addr, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return err
+		}
+		if addr.IP.To4() == nil {
+			addr.Flags = 0x02 // IFA_F_NODAD: usable at once
+		}
+		return netlink.AddrAdd(l, addr)
+	})
+	if err != nil {
+		t.Fatalf("addr %s on %s: %v", cidr, name, err)
+	}
+}
+
+// Run runs a command inside n (as `ip netns exec`) and returns its combined output.
+func Run(t testing.TB, n ns.NetNS, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", Name(n)}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// MustRun is Run failing the test on error.
+func MustRun(t testing.TB, n ns.NetNS, args ...string) string {
+	t.Helper()
+	out, err := Run(t, n, args...)
+	if err != nil {
+		t.Fatalf("%v in %s: %v\n%s", args, Name(n), err, out)
+	}
+	return out
+}
+
+// BPFRoot returns a private pin root on the host's bpffs, removed when the test ends.
+func BPFRoot(t testing.TB) bpffs.Layout {
+	t.Helper()
+	RequireRoot(t)
+	l := bpffs.Layout{Root: "/sys/fs/bpf/steer-test-" + Suffix()}
+	if err := l.EnsureMounted(); err != nil {
+		t.Fatalf("bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(l.Root) })
+	return l
+}
+
+// MAC returns the hardware address of a link.
+func MAC(l netlink.Link) net.HardwareAddr { return l.Attrs().HardwareAddr }
