@@ -1,0 +1,189 @@
+// Package netconf parses and validates everything Steer reads as
+// configuration: the plugin configuration (CNI stdin), the pod's network
+// selection annotation, NetworkAttachmentDefinition (NAD) configurations and
+// the Steer policy. It talks to no apiserver and does no I/O except reading
+// CNI configuration directories and files.
+//
+// Delegate configurations are never decoded into structs and re-encoded: they
+// stay the bytes the operator wrote, and the few edits Steer makes (a missing
+// "name", args.cni) replace one JSON member in place.
+//
+// Errors are CNI errors (*types.Error from containernetworking/cni):
+// code 6 (ErrDecodingFailure) when the input or a value does not decode,
+// code 7 (ErrInvalidNetworkConfig) when a value is not acceptable. Messages
+// name the key, or the element index and field. Lookups that find no file
+// return an error wrapping ErrNotFound instead.
+//
+// # Plugin configuration
+//
+// The keys of the Multus thin plugin keep their meaning, so a Multus
+// configuration works unchanged once "type" says "steer":
+//
+//	{
+//	  "cniVersion": "1.0.0",
+//	  "name": "steer-cni-network",
+//	  "type": "steer",
+//	  "kubeconfig": "/etc/cni/net.d/steer.d/steer.kubeconfig",
+//	  "clusterNetwork": "flannel",
+//	  "defaultNetworks": ["monitoring"],
+//	  "confDir": "/etc/cni/multus/net.d",
+//	  "cniDir": "/var/lib/cni/steer",
+//	  "binDir": "/opt/cni/bin",
+//	  "logFile": "/var/log/steer.log",
+//	  "logLevel": "verbose",
+//	  "logToStderr": true,
+//	  "namespaceIsolation": true,
+//	  "globalNamespaces": "default,shared-nets",
+//	  "systemNamespaces": ["kube-system"],
+//	  "steerNamespace": "kube-system",
+//	  "readinessindicatorfile": "/run/flannel/subnet.env",
+//	  "retryDeleteOnError": false,
+//	  "capabilities": {"portMappings": true, "bandwidth": true},
+//	  "socketPath": "/run/steer/steerd.sock",
+//	  "steering": true,
+//	  "apiTimeout": "10s",
+//	  "bpffsRoot": "/sys/fs/bpf/steer"
+//	}
+//
+// The Multus keys:
+//
+//   - cniVersion, name, type: the usual CNI keys.
+//   - kubeconfig: kubeconfig used to reach the apiserver (thin mode).
+//   - clusterNetwork: the primary network (eth0): a NAD name in
+//     steerNamespace, a config "name" in confDir, a directory (its first
+//     config file) or a config file path. Exclusive with delegates.
+//   - defaultNetworks: networks (same forms) attached to every pod outside
+//     systemNamespaces, after clusterNetwork and before the annotation's.
+//     Only used with clusterNetwork, as in Multus.
+//   - delegates: inline CNI configs (objects with "type", or "plugins"); the
+//     first is the primary network. Kept as raw bytes.
+//   - confDir: where NADs without spec.config and on-disk networks are looked
+//     up. Default /etc/cni/multus/net.d.
+//   - cniDir: where the plugin caches delegate state for DEL. Default
+//     /var/lib/cni/steer (Multus uses /var/lib/cni/multus).
+//   - binDir: where delegate plugin binaries are. Default /opt/cni/bin.
+//   - logFile, logLevel, logToStderr: logging. logLevel is one of debug,
+//     verbose, info, warning, error, panic (any case); logToStderr defaults
+//     to true, as in Multus.
+//   - namespaceIsolation: pods may only use NADs of their own namespace and
+//     of globalNamespaces.
+//   - globalNamespaces: comma-separated namespaces (a JSON list of strings is
+//     accepted too). Default "default".
+//   - systemNamespaces: namespaces whose pods get no defaultNetworks.
+//     Default ["kube-system"].
+//   - steerNamespace (Multus: multusNamespace): where clusterNetwork and
+//     defaultNetworks NADs live. Default kube-system. Both keys may be given
+//     only if they agree.
+//   - readinessindicatorfile: the plugin waits for this file (written by the
+//     primary CNI) before ADD.
+//   - retryDeleteOnError: go on with the remaining delegates when a DEL fails.
+//   - capabilities: capabilities the plugin declares to the runtime; the
+//     runtime then fills runtimeConfig.
+//   - runtimeConfig: filled by the runtime: portMappings, bandwidth (for the
+//     primary network); other keys are kept in PluginRuntimeConfig.Raw.
+//
+// Steer's own keys:
+//
+//   - socketPath: absolute path of steerd's unix socket (thick mode). Empty:
+//     thin mode, the plugin does all the work itself. With a socketPath,
+//     clusterNetwork and delegates may be left to steerd.
+//   - steering: global switch for eBPF steering on this node; false attaches
+//     networks exactly as Multus would. Default true.
+//   - apiTimeout: timeout of apiserver calls, a Go duration ("500ms", "10s").
+//     Default "10s".
+//   - bpffsRoot: absolute path where programs and maps are pinned. Default
+//     /sys/fs/bpf/steer.
+//
+// Keys match case-insensitively, as they do in Multus (encoding/json), and
+// null keeps the default. Any other key is kept, raw, in Conf.Unknown, and
+// the whole input in Conf.Raw.
+//
+// # Network selection annotation
+//
+// The k8s.v1.cni.cncf.io/networks pod annotation (NPWG de-facto standard
+// v1.3) in comma form:
+//
+//	k8s.v1.cni.cncf.io/networks: macvlan-net, other-ns/dmz, mgmt@mgmt0
+//
+// or in JSON form, one object per network:
+//
+//	[
+//	  {
+//	    "name": "macvlan-net",
+//	    "namespace": "lan",
+//	    "interface": "lan0",
+//	    "ips": ["192.168.10.5/24", "fd00:10::5/64"],
+//	    "mac": "02:00:00:0a:00:05",
+//	    "default-route": ["192.168.10.1"],
+//	    "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+//	    "bandwidth": {"ingressRate": 1000000, "ingressBurst": 1000000, "egressRate": 1000000, "egressBurst": 1000000},
+//	    "cni-args": {"vlan": 10},
+//	    "infiniband-guid": "c2:11:22:33:44:55:66:77",
+//	    "deviceID": "0000:03:00.1",
+//	    "steer": {"multicast": ["239.1.1.0/24"]}
+//	  },
+//	  {"name": "mgmt"}
+//	]
+//
+// Element keys:
+//
+//   - name: the NAD's name (a lower-case DNS-1123 subdomain). Required.
+//   - namespace: the NAD's namespace. Default: the pod's namespace.
+//   - interface: the interface name in the pod: at most 15 bytes, not "." or
+//     "..", no '/', ':', whitespace or control characters; unique in the
+//     pod. Default: net<N>, see AssignInterfaceNames. "interfaceRequest" is
+//     accepted as an old spelling.
+//   - ips: addresses or CIDRs for the "ips" capability (static IPAM).
+//   - mac: MAC address for the "mac" capability.
+//   - default-route: gateway IPs; the pod's default route goes through this
+//     interface. At most one IPv4 and one IPv6 gateway per pod, as in Multus.
+//   - portMappings, bandwidth: for the "portMappings" and "bandwidth"
+//     capabilities.
+//   - cni-args: merged into the delegate's args.cni; "steer" is reserved.
+//   - infiniband-guid: GUID for the "infinibandGUID" capability.
+//   - deviceID: device-plugin device for the "deviceID" capability.
+//   - steer: per-pod override of the network's Steer policy (below).
+//
+// Unknown element keys are ignored, as in Multus. The annotation may not be
+// larger than 64 KiB. A capability is only passed when a plugin of the
+// network declares it; otherwise RuntimeConfig fails instead of silently
+// dropping the request as libcni would.
+//
+// # Steer policy
+//
+// Without configuration, return traffic of every secondary interface is
+// pinned to it. The policy of a network is the "steer" object at the top
+// level of its NAD config (next to "type" or "plugins"), each field of which
+// the selection element's "steer" object may override for one pod:
+//
+//	{
+//	  "cniVersion": "1.0.0",
+//	  "type": "macvlan",
+//	  "master": "eth1",
+//	  "ipam": {"type": "whereabouts", "range": "192.168.10.0/24", "gateway": "192.168.10.1"},
+//	  "steer": {
+//	    "steering": true,
+//	    "multicast": ["239.1.1.0/24", "ff0e::1:1/128"],
+//	    "gateway": "192.168.10.254"
+//	  }
+//	}
+//
+// Policy keys:
+//
+//   - steering: pin this interface's traffic to it: replies to flows that
+//     came in through it, and traffic sourced from its address, leave through
+//     it. Default true; false leaves the interface to the pod's routing
+//     table, as with Multus.
+//   - multicast: groups (addresses or prefixes, IPv4 inside 224.0.0.0/4,
+//     IPv6 inside ff00::/8, no host bits) whose traffic, including IGMP/MLD
+//     joins, leaves through this interface instead of the default route. At
+//     most 64. When several interfaces take a group it is sent out of each.
+//     A list in the element replaces the network's; [] clears it.
+//   - gateway: next hop for traffic sourced from this interface's address
+//     that matches no learned flow. Default (or ""): the gateway of the
+//     attachment's IPAM result.
+//
+// Unknown policy keys are errors, so that a misspelt key cannot silently
+// change where traffic goes. The plugin-wide "steering": false switches all
+// of this off.
+package netconf

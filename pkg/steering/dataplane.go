@@ -1,0 +1,125 @@
+package steering
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/datapath"
+)
+
+// BPF is the Dataplane that steers with Steer's BPF programs.
+type BPF struct {
+	Options datapath.Options
+	Log     *slog.Logger
+}
+
+// Attach sets the kernel knobs and routes, then loads, attaches and pins the programs. A pod
+// with nothing to steer (every network opted out, no groups) gets nothing.
+func (b BPF) Attach(ctx context.Context, containerID, netnsPath string, atts []Attachment) (err error) {
+	var (
+		cfg     datapath.Config
+		steered bool
+	)
+	err = ns.WithNetNSPath(netnsPath, func(ns.NetNS) (err error) {
+		if cfg, steered, err = buildConfig(atts); err != nil || !steered {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				err = errors.Join(err, undoKernel(cfg.Interfaces))
+			}
+		}()
+		return applyKernel(cfg)
+	})
+	if err != nil || !steered {
+		return err
+	}
+	if err := datapath.Attach(netnsPath, containerID, cfg, b.Options); err != nil {
+		return errors.Join(err, b.Detach(ctx, containerID, netnsPath))
+	}
+	b.logger().Debug("steering attached", "container", containerID, "interfaces", len(cfg.Interfaces), "groups", len(cfg.Groups))
+	return nil
+}
+
+func applyKernel(cfg datapath.Config) error {
+	for _, itf := range cfg.Interfaces {
+		if itf.Pin {
+			if err := setKnobs(itf); err != nil {
+				return err
+			}
+		}
+	}
+	for _, g := range cfg.Groups {
+		first := g.Interfaces[0]
+		for _, itf := range cfg.Interfaces {
+			if itf.Name == first {
+				if err := addGroupRoute(g, itf.Index); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func undoKernel(itfs []datapath.Interface) error {
+	errs := []error{removeRoutes()}
+	for _, itf := range itfs {
+		if itf.Pin {
+			errs = append(errs, resetKnobs(itf.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Detach removes the programs and pins and undoes the kernel settings on the interfaces still
+// in the namespace. A missing namespace, pins or interfaces are not errors.
+func (b BPF) Detach(_ context.Context, containerID, netnsPath string) error {
+	var itfs []datapath.Interface
+	if st, err := datapath.ReadPinned(b.layout(), containerID); err == nil {
+		itfs = st.Interfaces
+	}
+	errs := []error{datapath.Detach(netnsPath, containerID, b.Options)}
+	if netnsPath != "" {
+		err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+			var present []datapath.Interface
+			for _, itf := range itfs {
+				if _, err := net.InterfaceByName(itf.Name); err == nil {
+					present = append(present, itf)
+				}
+			}
+			return undoKernel(present)
+		})
+		var missing ns.NSPathNotExistErr
+		if err != nil && !errors.As(err, &missing) {
+			errs = append(errs, fmt.Errorf("undo kernel settings: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b BPF) layout() bpffs.Layout {
+	if b.Options.Layout.Root == "" {
+		return bpffs.Default()
+	}
+	return b.Options.Layout
+}
+
+func (b BPF) logger() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	p = p.Masked()
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
