@@ -40,6 +40,10 @@ static __always_inline enum steer_reason learn(void *data, void *data_end, __u32
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return STEER_REASON_PASSED;
+	/* A broadcast was not addressed to the pod: learning it would make the reply's source the
+	 * broadcast address, which the requester drops. Replies to it leave as the kernel routes. */
+	if (is_broadcast(eth, &p))
+		return STEER_REASON_PASSED;
 
 	struct flow_key key = {};
 	flow_key_ingress(&p, &key);
@@ -149,12 +153,17 @@ static __always_inline __u8 group_ifaces(const struct pkt *p)
 
 /* multicast sends a copy out of every group interface but the current one, each with that
  * interface's source MAC and address; the current interface keeps the original when it takes
- * the group. The destination MAC is the group's whatever the interface, so only sources change. */
+ * the group. The destination MAC is the group's whatever the interface, so only sources change,
+ * and the original's are restored after the copies: it leaves as the kernel built it even when
+ * a copy failed or the current interface has no address of the family. */
 static __always_inline int multicast(struct __sk_buff *skb, struct pkt *p, __u8 mask, int cur)
 {
-	union steer_addr a;
-	int sent = 0;
+	union steer_addr a, saddr = p->saddr;
+	__u8 smac[ETH_ALEN];
+	int rewritten = 0;
 
+	if (bpf_skb_load_bytes(skb, ETH_ALEN, smac, ETH_ALEN))
+		goto error;
 	for (int i = 0; i < STEER_MAX_IFACES; i++) {
 		if (!(mask & (1 << i)) || i == cur || !local_addr(i, p->family, &a))
 			continue;
@@ -162,25 +171,27 @@ static __always_inline int multicast(struct __sk_buff *skb, struct pkt *p, __u8 
 			count(i, STEER_REASON_DROP_OVERSIZE, skb->len);
 			continue;
 		}
+		rewritten = 1;
 		if (rewrite_for(skb, p, i, 0, &a)) {
 			count(i, STEER_REASON_DROP_ERROR, skb->len);
 			return TC_ACT_SHOT;
 		}
 		skb->mark |= steer_loop_mark;
-		if (bpf_clone_redirect(skb, steer_ifaces[i].ifindex, 0) == 0) {
+		if (bpf_clone_redirect(skb, steer_ifaces[i].ifindex, 0) == 0)
 			count(i, STEER_REASON_MULTICAST, skb->len);
-			sent++;
-		} else {
+		else
 			count(i, STEER_REASON_DROP_ERROR, skb->len);
-		}
 		skb->mark &= ~steer_loop_mark;
 	}
 	if (cur < 0 || !(mask & (1 << cur)))
 		return TC_ACT_SHOT; /* every copy has left; the original does not belong here */
-	if (sent && local_addr(cur, p->family, &a) && rewrite_for(skb, p, cur, 0, &a))
-		return TC_ACT_SHOT;
+	if (rewritten && (set_saddr(skb, p, &saddr) || set_macs(skb, 0, smac)))
+		goto error;
 	count(cur, STEER_REASON_PASSED, skb->len);
 	return TC_ACT_OK;
+error:
+	count(cur, STEER_REASON_DROP_ERROR, skb->len);
+	return TC_ACT_SHOT;
 }
 
 /* source_slot returns the slot of another steered interface owning p's source, or -1. */

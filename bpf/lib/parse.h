@@ -117,6 +117,17 @@ static __always_inline int is_multicast(const struct pkt *p)
 	return 0;
 }
 
+/* is_broadcast tells whether a packet was broadcast: to the Ethernet broadcast address (an IPv4
+ * subnet-directed broadcast arrives so) or to 255.255.255.255. */
+static __always_inline int is_broadcast(const struct ethhdr *eth, const struct pkt *p)
+{
+	const __u8 *d = eth->h_dest;
+
+	if ((d[0] & d[1] & d[2] & d[3] & d[4] & d[5]) == 0xff)
+		return 1;
+	return p->family == AF_INET && p->daddr.v4 == 0xffffffff;
+}
+
 static __always_inline int addr_eq(const union steer_addr *a, const union steer_addr *b, __u8 family)
 {
 	if (family == AF_INET)

@@ -1,0 +1,98 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+func TestProgRunLoad(t *testing.T) {
+	prSkipUnlessRoot(t)
+	cfg := Config{FlowEntries: 1 << 16, LoopMark: 0x4}
+	for i := range MaxInterfaces {
+		cfg.Interfaces = append(cfg.Interfaces, Interface{
+			Name: fmt.Sprintf("n%d", i), Index: 100 + i, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(i)},
+			Primary: i == 0, Pin: i != 0,
+			Addr4:    netip.AddrFrom4([4]byte{10, byte(i), 0, 10}),
+			Addr6:    netip.AddrFrom16([16]byte{0xfd, 0, 0, byte(i), 15: 0x10}),
+			Gateway4: netip.AddrFrom4([4]byte{10, byte(i), 0, 1}),
+			Gateway6: netip.AddrFrom16([16]byte{0xfd, 0, 0, byte(i), 15: 1}),
+		})
+	}
+	for i := range MaxGroups {
+		g := Group{Interfaces: []string{"n0", fmt.Sprintf("n%d", i%MaxInterfaces)}}
+		if i%2 == 0 {
+			g.Prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{239, byte(i), 0, 0}), 16+i)
+		} else {
+			g.Prefix = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xff, 0x05, 14: byte(i)}), 64+4*i)
+		}
+		cfg.Groups = append(cfg.Groups, g)
+	}
+
+	spec, err := loadSteer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := configure(spec, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats},
+	})
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		t.Fatalf("verifier rejected the programs:\n%+v", verr)
+	}
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer coll.Close()
+	for name, p := range coll.Programs {
+		t.Logf("%s: %s", name, lastLine(p.VerifierLog))
+	}
+
+	// And through Load, as the plugin does.
+	objs, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	objs.Close()
+}
+
+func lastLine(s string) string {
+	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
+	return string(lines[len(lines)-1])
+}
+
+// TestProgRunContextLayout checks prSkb against the kernel's struct __sk_buff.
+func TestProgRunContextLayout(t *testing.T) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Skipf("kernel BTF: %v", err)
+	}
+	var skb *btf.Struct
+	if err := spec.TypeByName("__sk_buff", &skb); err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.Size(prSkb{}); uint32(got) != skb.Size {
+		t.Fatalf("prSkb is %d bytes, __sk_buff %d", got, skb.Size)
+	}
+	want := map[string]uint32{"mark": 8, "ifindex": 40, "gso_segs": 164, "hwtstamp": 184}
+	for _, m := range skb.Members {
+		if off, ok := want[m.Name]; ok && m.Offset.Bytes() != off {
+			t.Errorf("__sk_buff.%s at %d, prSkb has it at %d", m.Name, m.Offset.Bytes(), off)
+		}
+	}
+}
+
+// Frames.
+
+// prL4 is a transport header: "tcp" (an ACK), "udp" or "icmp" (an echo request with sport as
+// its id, or a reply when reply is set).
