@@ -72,11 +72,11 @@ test-go:
 
 ## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
 demo: deps build
-	$(GO) run ./cmd/steer-demo
+	$(GO) run ./cmd/steer-demo -plugin $(BIN)/steer -steerctl $(BIN)/steerctl
 
 ## bench: benchmarks (not tests); see benchmarks/
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/datapath/
+	$(GO) run ./benchmarks $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

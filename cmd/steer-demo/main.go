@@ -1,9 +1,10 @@
-// Command steer-demo brings up a local cluster (a real kube-apiserver and etcd on loopback,
-// pods as network namespaces) and walks through what Steer does. Run it with `make demo`.
+// Command steer-demo tells the story of `make demo`: the problems of pods with secondary
+// networks on a local cluster, broken without Steer and fixed with it. Run it as root.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,15 +15,26 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	plugin := flag.String("plugin", "bin/steer", "the steer CNI plugin binary")
+	steerctl := flag.String("steerctl", "bin/steerctl", "the steerctl binary")
+	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "steer-demo: run as root (it creates network namespaces and loads BPF programs)")
 		os.Exit(1)
 	}
+	// Output piped into `head` must not kill the demo before it tears down.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := demo.Run(ctx, os.Stdout, log); err != nil {
+	verdicts, err := demo.Run(ctx, demo.Options{Out: os.Stdout, Log: log, Plugin: *plugin, Steerctl: *steerctl})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "steer-demo:", err)
 		os.Exit(1)
+	}
+	for _, v := range verdicts {
+		if !v.Fixed {
+			os.Exit(1)
+		}
 	}
 }

@@ -1,12 +1,83 @@
+// Command steer is the Steer CNI plugin: a drop-in replacement for the Multus thin plugin
+// (change "type": "multus" to "type": "steer"). It runs the engine in-process; see package
+// engine for what each verb does and package netconf for the configuration.
 package main
 
 import (
-	_ "github.com/cilium/ebpf"
-	_ "github.com/containernetworking/cni/pkg/skel"
-	_ "github.com/containernetworking/plugins/pkg/ns"
-	_ "github.com/vishvananda/netlink"
-	_ "golang.org/x/sys/unix"
-	_ "k8s.io/client-go/kubernetes"
+	"context"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/steernet/steer/pkg/engine"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
-func main() {}
+func init() {
+	// Namespace switches apply to one OS thread: keep main on the thread it started on (the
+	// containernetworking/plugins convention; pkg/ns does the rest).
+	runtime.LockOSThread()
+}
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add: func(args *skel.CmdArgs) error {
+			return run(args, "ADD", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {
+				res, err := e.Add(ctx, conf, args)
+				if err != nil {
+					return err
+				}
+				return types.PrintResult(res, conf.CNIVersion)
+			})
+		},
+		Del: func(args *skel.CmdArgs) error {
+			return run(args, "DEL", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {
+				return e.Del(ctx, conf, args)
+			})
+		},
+		Check: func(args *skel.CmdArgs) error {
+			return run(args, "CHECK", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {
+				return e.Check(ctx, conf, args)
+			})
+		},
+		GC: func(args *skel.CmdArgs) error {
+			return run(args, "GC", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {
+				return e.GC(ctx, conf, args)
+			})
+		},
+		Status: func(args *skel.CmdArgs) error {
+			return run(args, "STATUS", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {
+				return e.Status(ctx, conf, args)
+			})
+		},
+	}, version.All, "steer: multi-network CNI plugin, a drop-in replacement for Multus")
+}
+
+// run parses the configuration, sets up logging and the engine, and runs one verb. Errors are
+// logged here, once, and returned for skel to print to the runtime.
+func run(args *skel.CmdArgs, verb string, do func(context.Context, *engine.Engine, *netconf.Conf) error) error {
+	conf, err := netconf.ParseConf(args.StdinData)
+	if err != nil {
+		return err // no logging configuration to log it with; the runtime logs it
+	}
+	log, closeLog := newLogger(conf)
+	defer closeLog()
+	log = log.With("verb", verb)
+
+	// SIGTERM (a runtime giving up) cancels the verb; a failed ADD still rolls back.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	handled, err := viaDaemon(ctx, conf, args, verb, log)
+	if !handled {
+		err = do(ctx, engine.NewThin(conf, log, newDataplane(conf, log)), conf)
+	}
+	if err != nil {
+		log.Error("failed", "container", args.ContainerID, "err", err)
+		return err
+	}
+	return nil
+}

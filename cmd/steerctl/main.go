@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/steernet/steer/pkg/bpffs"
@@ -20,6 +21,8 @@ Usage:
   steerctl [flags] attachments          pods (containers) with Steer's programs and their interfaces
   steerctl [flags] flows [container]    learned flows
   steerctl [flags] stats [container]    packet counters per interface and reason
+  steerctl [flags] groups [container]   multicast groups and the interfaces that take them
+  steerctl [flags] doctor               check this node: kernel, BTF, bpffs, CNI config, steerd, stale pins
 
 Flags:
 `
@@ -28,13 +31,14 @@ func main() {
 	fs := flag.NewFlagSet("steerctl", flag.ExitOnError)
 	root := fs.String("bpffs", bpffs.DefaultRoot, "Steer's pin root")
 	output := fs.String("o", "table", "output format: table or json")
+	confDir := fs.String("cni-conf-dir", "/etc/cni/net.d", "CNI config directory (doctor)")
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() < 1 {
 		fs.Usage()
 		os.Exit(2)
 	}
-	c := cli{layout: bpffs.Layout{Root: *root}, out: os.Stdout, json: *output == "json"}
+	c := cli{layout: bpffs.Layout{Root: *root}, out: os.Stdout, json: *output == "json", confDir: *confDir}
 	if err := c.run(fs.Arg(0), fs.Args()[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "steerctl:", err)
 		os.Exit(1)
@@ -42,9 +46,10 @@ func main() {
 }
 
 type cli struct {
-	layout bpffs.Layout
-	out    io.Writer
-	json   bool
+	layout  bpffs.Layout
+	out     io.Writer
+	json    bool
+	confDir string
 }
 
 func (c cli) run(cmd string, args []string) error {
@@ -55,8 +60,12 @@ func (c cli) run(cmd string, args []string) error {
 		return c.each(args, c.flows)
 	case "stats":
 		return c.each(args, c.stats)
+	case "groups":
+		return c.each(args, c.groups)
+	case "doctor":
+		return c.doctor(c.confDir)
 	}
-	return fmt.Errorf("unknown command %q (attachments, flows, stats)", cmd)
+	return fmt.Errorf("unknown command %q (attachments, flows, stats, groups, doctor)", cmd)
 }
 
 // each runs fn for the container named in args, or for every container with pins.
@@ -111,6 +120,12 @@ func (c cli) stats(id string, st *datapath.State, tw *tabwriter.Writer) {
 			name = "(other)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d pkts\t%d bytes\n", short(id), name, ct.Reason, ct.Packets, ct.Bytes)
+	}
+}
+
+func (c cli) groups(id string, st *datapath.State, tw *tabwriter.Writer) {
+	for _, g := range st.Groups {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", short(id), g.Prefix, strings.Join(g.Interfaces, ","))
 	}
 }
 

@@ -1,12 +1,65 @@
-// Command steerd is Steer's node daemon.
+// Command steerd is Steer's node daemon, run by the DaemonSet in manifests/:
+//
+//	steerd install    (init container) put the plugin and its CNI config on the host
+//	steerd run        keep the config, token and pins in order, serve metrics and health
+//	steerd uninstall  (preStop) take Steer off the node, config first
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
+const usage = `steerd is Steer's node daemon.
+
+Usage:
+  steerd install [flags]    install the plugin binary and CNI config on the host, then exit
+  steerd run [flags]        the daemon
+  steerd uninstall [flags]  remove Steer's CNI config, then the binary
+
+Run 'steerd <command> -h' for a command's flags.
+`
+
 func main() {
-	fmt.Fprintln(os.Stderr, "steerd: not yet available in this build")
-	os.Exit(1)
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "install":
+		err = runInstall(ctx, log, args)
+	case "run":
+		err = runDaemon(ctx, log, args)
+	case "uninstall":
+		err = runUninstall(ctx, log, args)
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		log.Error("steerd failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// hostFlags are the host paths every command works on.
+type hostFlags struct {
+	binDir, confDir, pluginSrc, bpffsRoot string
+}
+
+func (h *hostFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.binDir, "cni-bin-dir", "/host/opt/cni/bin", "host CNI binary directory (as mounted in the container)")
+	fs.StringVar(&h.confDir, "cni-conf-dir", "/host/etc/cni/net.d", "host CNI config directory (as mounted in the container)")
+	fs.StringVar(&h.pluginSrc, "plugin", "/usr/local/bin/steer", "the steer plugin binary to install")
+	fs.StringVar(&h.bpffsRoot, "bpffs-root", "/sys/fs/bpf/steer", "Steer's pin root")
 }

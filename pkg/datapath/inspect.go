@@ -71,6 +71,7 @@ type Flow struct {
 // State is what a pod's pins hold.
 type State struct {
 	Interfaces []Interface
+	Groups     []Group
 	Flows      []Flow
 	Counters   []Counter // non-zero rows only
 }
@@ -82,7 +83,7 @@ func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 		return nil, err
 	}
 	st := &State{}
-	if st.Interfaces, err = readConfig(filepath.Join(dir, bpffs.ConfigPin)); err != nil {
+	if st.Interfaces, st.Groups, err = readConfig(filepath.Join(dir, bpffs.ConfigPin)); err != nil {
 		return nil, err
 	}
 	if st.Counters, err = readCounters(filepath.Join(dir, bpffs.CountersPin), st.Interfaces); err != nil {
@@ -94,33 +95,53 @@ func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 	return st, nil
 }
 
-func readConfig(path string) ([]Interface, error) {
+func readConfig(path string) ([]Interface, []Group, error) {
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("open config: %w", err)
+		return nil, nil, fmt.Errorf("open config: %w", err)
 	}
 	defer m.Close()
 	spec, err := loadSteer()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw := make([]byte, m.ValueSize())
 	if err := m.Lookup(uint32(0), &raw); err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
-	v := spec.Variables[steerVarSteerIfaces]
-	var ifaces [MaxInterfaces]steerSteerIface
-	if _, err := binary.Decode(raw[v.Offset:], binary.NativeEndian, &ifaces); err != nil {
-		return nil, fmt.Errorf("decode config: %w", err)
+	var (
+		ifaces [MaxInterfaces]steerSteerIface
+		groups [MaxGroups]steerSteerGroup
+	)
+	for name, dst := range map[string]any{steerVarSteerIfaces: &ifaces, steerVarSteerGroups: &groups} {
+		if _, err := binary.Decode(raw[spec.Variables[name].Offset:], binary.NativeEndian, dst); err != nil {
+			return nil, nil, fmt.Errorf("decode config: %w", err)
+		}
 	}
 	var out []Interface
 	for _, e := range ifaces {
-		if e.Ifindex == 0 {
-			continue
+		if e.Ifindex != 0 {
+			out = append(out, decodeInterface(e))
 		}
-		out = append(out, decodeInterface(e))
 	}
-	return out, nil
+	return out, decodeGroups(groups, out), nil
+}
+
+func decodeGroups(groups [MaxGroups]steerSteerGroup, ifaces []Interface) []Group {
+	var out []Group
+	for _, g := range groups {
+		if g.Family == 0 {
+			break
+		}
+		grp := Group{Prefix: netip.PrefixFrom(addrFrom(g.Addr.V6, g.Family), int(g.Prefixlen))}
+		for slot, itf := range ifaces {
+			if g.Ifaces&(1<<slot) != 0 {
+				grp.Interfaces = append(grp.Interfaces, itf.Name)
+			}
+		}
+		out = append(out, grp)
+	}
+	return out
 }
 
 func decodeInterface(e steerSteerIface) Interface {

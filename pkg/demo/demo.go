@@ -1,99 +1,171 @@
-// Package demo is the story `make demo` tells, written once so that a test runs the same code.
+// Package demo is the story `make demo` tells: the problems of pods with secondary networks,
+// first as Multus leaves them and then with Steer, on a local cluster (a real kube-apiserver and
+// etcd, nodes and pods as network namespaces). It is written once so that a test runs the same
+// code as the demo.
 package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
+	"os"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/localcluster"
-	"github.com/steernet/steer/pkg/podns"
+	"github.com/steernet/steer/pkg/scenario"
 )
 
-// Run brings the local cluster up, runs every step and tears everything down, also on
-// cancellation or failure.
-func Run(ctx context.Context, out io.Writer, log *slog.Logger) (err error) {
-	p := printer{w: out}
-	p.heading("Local cluster")
-	p.say("starting kube-apiserver and etcd on loopback (about 5 s)")
+// Options configure a run.
+type Options struct {
+	Out      io.Writer
+	Log      *slog.Logger
+	Plugin   string // the steer plugin binary
+	Steerctl string // the steerctl binary
+	Kubectl  string // kubectl; empty: the cached one
+}
+
+// env is everything a run sets up, and tears down.
+type env struct {
+	Options
+	p        printer
+	cluster  *localcluster.Cluster
+	topo     *scenario.Topology
+	layout   bpffs.Layout
+	hosts    [2]scenario.HostRoot
+	kubelets [2]*scenario.Kubelet
+	cleanup  []func() error
+	ns       string
+}
+
+// Verdict is one story's outcome.
+type Verdict struct {
+	Story  string
+	Broken bool // the problem showed without Steer
+	Fixed  bool // and went away with it
+}
+
+// Run brings everything up, tells every story and tears everything down, also on
+// cancellation or failure. It returns the verdicts.
+func Run(ctx context.Context, o Options) (verdicts []Verdict, err error) {
+	e := &env{Options: o, p: printer{w: o.Out}, ns: "demo"}
+	defer func() { err = errors.Join(err, e.teardown()) }()
+	if err := e.setup(ctx); err != nil {
+		return nil, err
+	}
+	for _, story := range []func(context.Context) (Verdict, error){e.seed002, e.seed000, e.seed001} {
+		v, err := story(ctx)
+		if err != nil {
+			return verdicts, err
+		}
+		verdicts = append(verdicts, v)
+		e.p.verdict(v)
+	}
+	if err := e.inspect(ctx); err != nil {
+		return verdicts, err
+	}
+	return verdicts, nil
+}
+
+func (e *env) defer_(f func() error) { e.cleanup = append(e.cleanup, f) }
+
+func (e *env) teardown() error {
+	if len(e.cleanup) == 0 {
+		return nil
+	}
+	e.p.heading("Tear-down")
+	var errs []error
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		errs = append(errs, e.cleanup[i]())
+	}
+	e.cleanup = nil
+	err := errors.Join(errs...)
+	if err == nil {
+		e.p.say("pods, nodes, LANs, pins and the cluster are gone")
+	}
+	return err
+}
+
+func (e *env) setup(ctx context.Context) (err error) {
+	e.p.heading("Setting up")
 	start := time.Now()
-	cluster, err := localcluster.Start(ctx, localcluster.Options{Logger: log})
-	if err != nil {
+	e.p.step("kube-apiserver and etcd on loopback")
+	if e.cluster, err = localcluster.Start(ctx, localcluster.Options{Logger: e.Log}); err != nil {
 		return err
 	}
-	defer func() {
-		p.heading("Tear-down")
-		err = joinErr(err, cluster.Stop())
-		p.say("cluster stopped, namespaces and pins removed")
-	}()
-	p.say("apiserver ready at %s in %s (kubeconfig %s)", cluster.Host(), time.Since(start).Round(100*time.Millisecond), cluster.Kubeconfig())
+	e.defer_(e.cluster.Stop)
+	e.p.done(time.Since(start))
 
-	nads, err := k8s.NewNADClientForConfig(cluster.RESTConfig())
-	if err != nil {
+	start = time.Now()
+	e.p.step("two nodes joined by a VXLAN overlay (the flannel / Calico VXLAN case), a DMZ and a management LAN behind a router, a client on a remote subnet")
+	if e.topo, err = scenario.Build(ctx, "demo"); err != nil {
 		return err
 	}
-	const ns = "default"
-	_, err = nads.Create(ctx, &k8s.NetworkAttachmentDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "dmz", Namespace: ns},
-		Spec: k8s.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"1.0.0","type":"macvlan","master":"lan0","mode":"bridge",` +
-			`"ipam":{"type":"static","addresses":[{"address":"192.0.2.10/24","gateway":"192.0.2.1"}]}}`},
-	})
-	if err != nil {
-		return fmt.Errorf("create NAD: %w", err)
+	e.defer_(e.topo.Close)
+	e.layout = bpffs.Layout{Root: bpffs.DefaultRoot + "-demo"}
+	if err := e.layout.EnsureMounted(); err != nil {
+		return err
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Annotations: map[string]string{k8s.NetworksAnnotation: "dmz"}},
-		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
+	e.defer_(func() error { return os.RemoveAll(e.layout.Root) })
+	apiAddr := strings.TrimPrefix(e.cluster.Host(), "https://")
+	for i := range e.hosts {
+		fwd, err := scenario.ForwardAPI(e.topo.Nodes[i], apiAddr)
+		if err != nil {
+			return err
+		}
+		e.defer_(fwd.Close)
+		dir, err := os.MkdirTemp("", fmt.Sprintf("steer-demo-node-%c-", 'a'+i))
+		if err != nil {
+			return err
+		}
+		e.defer_(func() error { return os.RemoveAll(dir) })
+		if e.hosts[i], err = scenario.NewHostRoot(dir, i); err != nil {
+			return err
+		}
+		e.kubelets[i] = scenario.NewKubelet(e.topo, i, e.hosts[i], e.cluster.Client(), "demo")
 	}
-	if _, err := cluster.Client().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create pod: %w", err)
-	}
-	p.say("created NetworkAttachmentDefinition %s/dmz and pod %s/web annotated %s=dmz", ns, ns, k8s.NetworksAnnotation)
+	e.p.done(time.Since(start))
 
-	podNS, err := podns.New("demo-web")
-	if err != nil {
+	e.p.step("Steer installed on both nodes as `steerd install` does: its CNI config wraps the overlay's")
+	if err := e.setSteering(false); err != nil {
 		return err
 	}
-	defer func() { err = joinErr(err, podNS.Remove()) }()
-	p.say("pod sandbox: network namespace %s", podNS.Name())
+	e.p.done(0)
 
-	kubectl, err := localcluster.Kubectl()
+	if _, err := e.cluster.Client().CoreV1().Namespaces().Create(ctx, namespace(e.ns), createOpts); err != nil {
+		return err
+	}
+	nads, err := k8s.NewNADClientForConfig(e.cluster.RESTConfig())
 	if err != nil {
 		return err
 	}
-	p.heading("kubectl get network-attachment-definitions,pods -A")
-	p.run(ctx, kubectl, "--kubeconfig", cluster.Kubeconfig(), "get", "network-attachment-definitions,pods", "-A")
+	if err := scenario.ApplyExamples(ctx, nads, e.ns); err != nil {
+		return err
+	}
+	e.p.cmd(ctx, e.kubectl(), "--kubeconfig", e.cluster.Kubeconfig(), "-n", e.ns, "get", "network-attachment-definitions")
 	return nil
 }
 
-type printer struct{ w io.Writer }
-
-func (p printer) heading(s string) { fmt.Fprintf(p.w, "\n== %s\n", s) }
-func (p printer) say(f string, a ...any) {
-	fmt.Fprintf(p.w, "   "+f+"\n", a...)
+// setSteering rewrites both nodes' Steer config with steering on or off; pods created after
+// it get the new behaviour.
+func (e *env) setSteering(on bool) error {
+	for _, h := range e.hosts {
+		err := h.InstallSteer(e.Plugin, scenario.SteerOptions{Kubeconfig: e.cluster.Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: on, LogLevel: "error"})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (p printer) run(ctx context.Context, name string, args ...string) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		fmt.Fprintf(p.w, "   | %s\n", line)
+func (e *env) kubectl() string {
+	if e.Kubectl != "" {
+		return e.Kubectl
 	}
-	if err != nil {
-		fmt.Fprintf(p.w, "   ! %v\n", err)
-	}
-}
-
-func joinErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
+	k, _ := localcluster.Kubectl()
+	return k
 }

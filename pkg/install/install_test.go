@@ -99,7 +99,7 @@ func TestSyncWaitsAndFollowsPrimary(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Sync(ctx, Config{ConfDir: dir}, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+		done <- Sync(ctx, Config{ConfDir: dir}, 20*time.Millisecond, slog.New(slog.DiscardHandler), nil)
 	}()
 	steerConf := filepath.Join(dir, ConfigName)
 	time.Sleep(100 * time.Millisecond)

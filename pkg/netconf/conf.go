@@ -54,9 +54,12 @@ type Conf struct {
 	RuntimeConfig          PluginRuntimeConfig
 
 	SocketPath string
-	Steering   bool
-	APITimeout time.Duration
-	BPFFSRoot  string
+	// ThinFallback runs the engine in-process when the daemon's socket does not answer;
+	// without it a thick-mode ADD fails instead (the daemon's node view is the one to trust).
+	ThinFallback bool
+	Steering     bool
+	APITimeout   time.Duration
+	BPFFSRoot    string
 
 	// Unknown holds the keys ParseConf does not know, as raw JSON.
 	Unknown map[string]json.RawMessage
@@ -141,7 +144,7 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"readinessindicatorfile", &c.ReadinessIndicatorFile},
 		{"retryDeleteOnError", &c.RetryDeleteOnError},
 		{"capabilities", &c.Capabilities}, {"runtimeConfig", &runtimeConfig},
-		{"socketPath", &c.SocketPath}, {"steering", &c.Steering},
+		{"socketPath", &c.SocketPath}, {"thinFallback", &c.ThinFallback}, {"steering", &c.Steering},
 		{"apiTimeout", &apiTimeout}, {"bpffsRoot", &c.BPFFSRoot},
 	}
 	known := make(map[string]bool, len(fields))

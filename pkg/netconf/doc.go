@@ -87,6 +87,9 @@
 //   - socketPath: absolute path of steerd's unix socket (thick mode). Empty:
 //     thin mode, the plugin does all the work itself. With a socketPath,
 //     clusterNetwork and delegates may be left to steerd.
+//   - thinFallback: with a socketPath, run in-process (thin mode) when steerd
+//     does not answer, instead of failing the ADD. Default false. DEL always
+//     falls back: it needs only the cache.
 //   - steering: global switch for eBPF steering on this node; false attaches
 //     networks exactly as Multus would. Default true.
 //   - apiTimeout: timeout of apiserver calls, a Go duration ("500ms", "10s").

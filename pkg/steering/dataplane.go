@@ -18,11 +18,17 @@ import (
 type BPF struct {
 	Options datapath.Options
 	Log     *slog.Logger
+	// Disabled attaches nothing; Detach still removes what an earlier ADD attached, so turning
+	// steering off in the config never strands programs or pins.
+	Disabled bool
 }
 
 // Attach sets the kernel knobs and routes, then loads, attaches and pins the programs. A pod
 // with nothing to steer (every network opted out, no groups) gets nothing.
 func (b BPF) Attach(ctx context.Context, containerID, netnsPath string, atts []Attachment) (err error) {
+	if b.Disabled {
+		return nil
+	}
 	var (
 		cfg     datapath.Config
 		steered bool

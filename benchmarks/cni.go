@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/steernet/steer/benchmarks/internal/report"
+)
+
+// cniDir is another engineer's package of CNI ADD/DEL benchmarks; its output goes into the
+// report verbatim when it exists. Go benchmarks are run with `go test -bench` as its doc.go
+// says, a command with `go run`.
+const cniDir = "./benchmarks/cni"
+
+func runCNI(ctx context.Context, quick bool, log *slog.Logger) *report.CNI {
+	files, _ := filepath.Glob(filepath.Join(cniDir, "*.go"))
+	if len(files) == 0 {
+		return nil
+	}
+	args := []string{"run", cniDir}
+	switch {
+	case hasBenchmarks(files):
+		// As benchmarks/cni/doc.go says: the benchmark loops over its own iterations.
+		args = []string{"test", "-count=1", "-run", "^$", "-bench", ".", "-benchtime", "1x", cniDir}
+		if quick {
+			args = append(args, "-args", "-iterations", "5")
+		}
+	case quick:
+		return &report.CNI{Command: "go " + strings.Join(args, " "), Err: "skipped with -quick (a command of unknown length)"}
+	}
+	log.Info("CNI ADD/DEL", "command", "go "+strings.Join(args, " "))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	res := &report.CNI{Command: "go " + strings.Join(args, " ")}
+	if err := cmd.Run(); err != nil {
+		res.Err = err.Error()
+	}
+	res.Output = out.String()
+	return res
+}
+
+func hasBenchmarks(files []string) bool {
+	for _, f := range files {
+		if !strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte("func Benchmark")) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,252 @@
+package perpkt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/steernet/steer/benchmarks/internal/stats"
+	"github.com/steernet/steer/pkg/datapath"
+)
+
+// TableSize is one flow table the cases run against: Capacity is datapath.Config.FlowEntries,
+// Fill the filler flows inserted before the cases' own.
+type TableSize struct {
+	Label    string
+	Capacity uint32
+	Fill     int
+}
+
+// Options size a run.
+type Options struct {
+	Repeat uint32 // runs per BPF_PROG_TEST_RUN
+	Rounds int    // test runs per case and table; cases are interleaved round by round
+	Tables []TableSize
+	Cold   int // random filler flows looked up one run each, for the cold-lookup figures
+	Scale  ScaleOptions
+}
+
+// Row is one case's cost, in ns per packet, per table label.
+type Row struct {
+	Case, Family, Hook string
+	Branch             string // the counter row that proves the branch: "net1/pinned"
+	Check              string // "" when the branch and verdict were as expected
+	Flows              bool   // depends on the flow table; false: measured on the first only
+	NS                 map[string]stats.Summary
+}
+
+// Table is what a table size really held when measured.
+type Table struct {
+	TableSize
+	Entries int
+}
+
+// Results of the per-packet section.
+type Results struct {
+	Options
+	Tables []Table
+	Floor  map[string]stats.Summary // an empty program of each type: the harness's own cost
+	Rows   []Row
+	Cold   []Cold
+	Scale  *Scale
+}
+
+// Run measures every case on every table size, then the cold lookups and the scale of state.
+// prefix names the namespaces it creates; all are removed before it returns.
+func Run(ctx context.Context, prefix string, o Options, log *slog.Logger) (res *Results, err error) {
+	e, err := newEnv(prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, e.Close()) }()
+	res = &Results{Options: o, Floor: map[string]stats.Summary{}}
+	cs := cases()
+	for _, c := range cs {
+		res.Rows = append(res.Rows, Row{Case: c.name, Family: c.family, Hook: string(c.hook), Flows: c.flows,
+			Branch: fmt.Sprintf("%s/%s", ifName(c.want.slot), c.want.reason), NS: map[string]stats.Summary{}})
+	}
+	if err := res.floor(e); err != nil {
+		return res, err
+	}
+	for ti, t := range o.Tables {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		log.Info("per-packet", "table", t.Label)
+		if err := res.table(ctx, e, cs, t, ti == 0); err != nil {
+			return res, fmt.Errorf("table %s: %w", t.Label, err)
+		}
+	}
+	if res.Scale, err = scale(ctx, e, o.Scale, log); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func ifName(slot int) string { return [slots]string{"eth0", "net1", "net2"}[slot] }
+
+// table loads a collection with t's flow table, fills it, and measures the cases on it.
+func (r *Results) table(ctx context.Context, e *env, cs []kase, t TableSize, first bool) error {
+	objs, err := e.load(t.Capacity)
+	if err != nil {
+		return err
+	}
+	defer objs.Close()
+	if err := e.fill(objs.SteerFlows, 0, t.Fill); err != nil {
+		return err
+	}
+	// The cases' own flows last: the most recently used, never evicted by the filling.
+	for k, v := range e.testFlows() {
+		if err := objs.SteerFlows.Put(k, v); err != nil {
+			return fmt.Errorf("put test flow: %w", err)
+		}
+	}
+	n, err := entries(objs.SteerFlows, nil)
+	if err != nil {
+		return err
+	}
+	r.Tables = append(r.Tables, Table{TableSize: t, Entries: n})
+
+	costs := make([][]float64, len(cs))
+	for i, c := range cs {
+		if !c.flows && !first {
+			continue
+		}
+		if msg, err := e.verify(objs, c); err != nil {
+			return err
+		} else if msg != "" {
+			r.Rows[i].Check = msg
+		}
+	}
+	for range r.Rounds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i, c := range cs {
+			if !c.flows && !first {
+				continue
+			}
+			v, err := e.time(progOf(objs, c.hook), c, r.Repeat)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", c.name, c.family, err)
+			}
+			costs[i] = append(costs[i], float64(v))
+		}
+	}
+	for i := range cs {
+		if costs[i] != nil {
+			r.Rows[i].NS[t.Label] = stats.Summarise(costs[i])
+		}
+	}
+	return r.cold(e, objs, t)
+}
+
+func progOf(objs *datapath.Objects, h hook) *ebpf.Program {
+	switch h {
+	case tcIngress:
+		return objs.SteerIngress
+	case xdpIngress:
+		return objs.SteerIngressXdp
+	}
+	return objs.SteerEgress
+}
+
+// context returns the test-run context of a case: the interface it runs on.
+func (e *env) context(c kase) []byte {
+	if c.hook == xdpIngress {
+		return xdpCtx(e.index[c.slot], len(c.frame))
+	}
+	return tcContext(e.index[c.slot])
+}
+
+// time runs a case repeat times inside the pod and returns the kernel's ns per run.
+func (e *env) time(p *ebpf.Program, c kase, repeat uint32) (perRun uint32, err error) {
+	ctx := e.context(c)
+	err = e.pod.Do(func(ns.NetNS) (err error) {
+		_, perRun, err = testRun(p.FD(), c.frame, ctx, repeat)
+		return err
+	})
+	return perRun, err
+}
+
+// verify runs a case once and says what went wrong if its verdict or counter row is not the
+// expected one: a benchmark of a branch the programs no longer take would measure nothing.
+func (e *env) verify(objs *datapath.Objects, c kase) (string, error) {
+	before, err := counter(objs.SteerCounters, c.want)
+	if err != nil {
+		return "", err
+	}
+	var ret uint32
+	ctx := e.context(c)
+	err = e.pod.Do(func(ns.NetNS) (err error) {
+		ret, _, err = testRun(progOf(objs, c.hook).FD(), c.frame, ctx, 1)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	after, err := counter(objs.SteerCounters, c.want)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case ret != c.verdict:
+		return fmt.Sprintf("verdict %d, want %d", ret, c.verdict), nil
+	case after == before:
+		return fmt.Sprintf("%s/%s not counted", ifName(c.want.slot), c.want.reason), nil
+	}
+	return "", nil
+}
+
+type counterValue struct{ Packets, Bytes uint64 }
+
+// reasonsPerRow is STEER_REASON_MAX: the counters hold one row of reasons per interface slot.
+const reasonsPerRow = uint32(datapath.ReasonDropError) + 1
+
+// counter sums a counter row's packets over CPUs.
+func counter(m *ebpf.Map, r row) (uint64, error) {
+	var vals []counterValue
+	k := uint32(r.slot)*reasonsPerRow + uint32(r.reason)
+	if err := m.Lookup(k, &vals); err != nil {
+		return 0, fmt.Errorf("counter %d: %w", k, err)
+	}
+	var n uint64
+	for _, v := range vals {
+		n += v.Packets
+	}
+	return n, nil
+}
+
+// floor measures empty TC and XDP programs: what the test-run loop itself costs per packet.
+func (r *Results) floor(e *env) error {
+	for _, h := range []hook{tcEgress, xdpIngress} {
+		typ, ret := ebpf.SchedCLS, int64(tcOK)
+		if h == xdpIngress {
+			typ, ret = ebpf.XDP, xdpPass
+		}
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: typ, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, int32(ret)), asm.Return()}})
+		if err != nil {
+			return fmt.Errorf("empty %s program: %w", h, err)
+		}
+		c := cases()[0]
+		c.hook, c.slot = h, slotNet1
+		var vs []float64
+		for range r.Rounds {
+			v, err := e.time(p, c, r.Repeat)
+			if err != nil {
+				p.Close()
+				return err
+			}
+			vs = append(vs, float64(v))
+		}
+		p.Close()
+		r.Floor[string(h)] = stats.Summarise(vs)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+// Package report holds a benchmark run's results and renders them: the Markdown report, the
+// chart, and the short summary printed at the end of a run.
+package report
+
+import (
+	"time"
+
+	"github.com/steernet/steer/benchmarks/internal/perpkt"
+	"github.com/steernet/steer/benchmarks/internal/stats"
+	"github.com/steernet/steer/pkg/datapath"
+)
+
+// Metric names one measurement of a path.
+type Metric string
+
+// The metrics of a path: iperf3 goodput in Gbit/s, RR latency in µs, RR transactions/s.
+const (
+	Fwd    Metric = "fwd"
+	Rev    Metric = "rev"
+	UDP50  Metric = "udp p50"
+	UDP99  Metric = "udp p99"
+	UDPTps Metric = "udp tps"
+	TCP50  Metric = "tcp p50"
+	TCP99  Metric = "tcp p99"
+	TCPTps Metric = "tcp tps"
+)
+
+// PathSet is a set of variants of one path, measured interleaved; Variants[0] is the baseline
+// every ratio is taken against.
+type PathSet struct {
+	Variants []string
+	Series   map[string]map[Metric]stats.Series
+}
+
+// NewPathSet has an empty series for every variant and metric.
+func NewPathSet(variants []string) *PathSet {
+	p := &PathSet{Variants: variants, Series: map[string]map[Metric]stats.Series{}}
+	for _, v := range variants {
+		p.Series[v] = map[Metric]stats.Series{}
+	}
+	return p
+}
+
+// Add appends one repetition's sample.
+func (p *PathSet) Add(variant string, m Metric, s stats.Sample) {
+	p.Series[variant][m] = append(p.Series[variant][m], s)
+}
+
+// Multicast is the packet rate of each sender variant, sent and received per LAN.
+type Multicast struct {
+	Variants []string
+	LANs     map[string][]string // variant -> the LANs its copies should reach
+	Sent     map[string]stats.Series
+	Recv     map[string]map[string]stats.Series // variant -> LAN -> packets/s
+}
+
+// NewMulticast has empty series for every variant.
+func NewMulticast() *Multicast {
+	return &Multicast{LANs: map[string][]string{}, Sent: map[string]stats.Series{}, Recv: map[string]map[string]stats.Series{}}
+}
+
+// CNI is the output of benchmarks/cni, when that package exists.
+type CNI struct {
+	Command string
+	Output  string
+	Err     string
+}
+
+// Counters are the Steer counters of one pod after the run: proof that the steered variants
+// took Steer's path.
+type Counters struct {
+	Variant string
+	Rows    []datapath.Counter
+}
+
+// Param is one setting of the run, for the report.
+type Param struct{ Name, Value string }
+
+// Report is one run.
+type Report struct {
+	Start     time.Time
+	Elapsed   time.Duration
+	Quick     bool
+	Command   string
+	Machine   Machine
+	Params    []Param
+	Secondary *PathSet // client to a pod's secondary address; baseline: direct
+	Primary   *PathSet // pod to pod over eth0; baseline: no programs
+	Multicast *Multicast
+	Counters  []Counters
+	PerPacket *perpkt.Results
+	CNI       *CNI
+	Notes     []string
+}

@@ -1,0 +1,140 @@
+package rr
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
+)
+
+// Options bound one run of transactions.
+type Options struct {
+	Duration time.Duration // measured time, after Warmup
+	Warmup   time.Duration // transactions not recorded: neighbour resolution, flow learning
+	Timeout  time.Duration // per transaction; also the TCP connect timeout
+	CPU      int           // the client's CPU (the server's is given to Serve); -1: any
+}
+
+// Result is one run: latencies in microseconds.
+type Result struct {
+	P50, P99     float64
+	Transactions int
+	Timeouts     int
+	PerSecond    float64
+}
+
+// maxTimeouts ends a run that gets no answers: a broken path would otherwise take the whole
+// duration in timeouts.
+const maxTimeouts = 3
+
+// ErrNoAnswer is a run in which the server never answered (or too rarely to measure).
+var ErrNoAnswer = errors.New("no answer")
+
+// UDP runs transactions from inside n to dst on a connected socket: a reply from another
+// source address (eth0's) is not delivered to it, as with any client that checks who answers.
+func UDP(n ns.NetNS, dst netip.AddrPort, o Options) (Result, error) {
+	fd, err := dial(n, unix.SOCK_DGRAM, dst, o.Timeout)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unix.Close(fd)
+	return run(fd, o)
+}
+
+// TCP connects from inside n to dst and runs transactions on the connection.
+func TCP(n ns.NetNS, dst netip.AddrPort, o Options) (Result, error) {
+	fd, err := dial(n, unix.SOCK_STREAM, dst, o.Timeout)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	return run(fd, o)
+}
+
+// dial opens a socket in n and connects it; SO_SNDTIMEO bounds a blocking TCP connect.
+func dial(n ns.NetNS, typ int, dst netip.AddrPort, timeout time.Duration) (fd int, err error) {
+	err = n.Do(func(ns.NetNS) error {
+		fd, err = unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	sa := &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EINPROGRESS) || errors.Is(err, unix.EAGAIN) {
+			return -1, fmt.Errorf("connect %s: %w (timeout)", dst, ErrNoAnswer)
+		}
+		return -1, fmt.Errorf("connect %s: %w", dst, err)
+	}
+	return fd, nil
+}
+
+// run runs the transactions on a thread of their own (see pin).
+func run(fd int, o Options) (Result, error) {
+	type result struct {
+		res Result
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		pin(o.CPU)
+		res, err := transact(fd, o)
+		done <- result{res, err}
+	}()
+	r := <-done
+	return r.res, r.err
+}
+
+func transact(fd int, o Options) (Result, error) {
+	var (
+		res  Result
+		lat  = make([]float64, 0, 1<<16)
+		req  = []byte{'r'}
+		buf  = make([]byte, 64)
+		t0   = time.Now()
+		end  = t0.Add(o.Warmup + o.Duration)
+		meas = t0.Add(o.Warmup)
+	)
+	for now := t0; now.Before(end); {
+		if _, err := unix.Write(fd, req); err != nil {
+			return res, fmt.Errorf("send: %w", err)
+		}
+		_, err := unix.Read(fd, buf)
+		done := time.Now()
+		switch {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			res.Timeouts++
+			if res.Timeouts >= maxTimeouts && len(lat) < maxTimeouts*10 {
+				return res, fmt.Errorf("%w: %d timeouts", ErrNoAnswer, res.Timeouts)
+			}
+		case err != nil:
+			return res, fmt.Errorf("receive: %w", err)
+		case !now.Before(meas):
+			lat = append(lat, float64(done.Sub(now).Nanoseconds())/1e3)
+		}
+		now = done
+	}
+	if len(lat) == 0 {
+		return res, fmt.Errorf("%w: no transaction completed", ErrNoAnswer)
+	}
+	slices.Sort(lat)
+	res.Transactions = len(lat)
+	res.P50 = quantile(lat, 0.50)
+	res.P99 = quantile(lat, 0.99)
+	res.PerSecond = float64(len(lat)) / o.Duration.Seconds()
+	return res, nil
+}
+
+func quantile(sorted []float64, q float64) float64 {
+	return sorted[int(q*float64(len(sorted)-1)+0.5)]
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/steernet/steer/pkg/netconf"
+)
+
+// logLevels maps the Multus levels (netconf validates the name) onto slog's.
+var logLevels = map[string]slog.Level{
+	"debug":   slog.LevelDebug,
+	"verbose": slog.LevelDebug + 2,
+	"info":    slog.LevelInfo,
+	"warning": slog.LevelWarn,
+	"error":   slog.LevelError,
+	"panic":   slog.LevelError + 4,
+}
+
+// newLogger logs to logFile and/or stderr as conf says, at conf's level (info by default).
+// The returned func closes the log file.
+func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
+	level, ok := logLevels[conf.LogLevel]
+	if !ok {
+		level = slog.LevelInfo
+	}
+	var writers []io.Writer
+	closeFn := func() {}
+	if conf.LogToStderr {
+		writers = append(writers, os.Stderr)
+	}
+	if conf.LogFile != "" {
+		f, err := openLogFile(conf.LogFile)
+		if err != nil {
+			// Logging must not fail the pod; say it where the runtime will see it.
+			fmt.Fprintf(os.Stderr, "steer: %v; logging to stderr\n", err)
+			if !conf.LogToStderr {
+				writers = append(writers, os.Stderr)
+			}
+		} else {
+			writers = append(writers, f)
+			closeFn = func() { _ = f.Close() }
+		}
+	}
+	if len(writers) == 0 {
+		return slog.New(slog.DiscardHandler), closeFn
+	}
+	h := slog.NewTextHandler(io.MultiWriter(writers...), &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("pid", os.Getpid()), closeFn
+}
+
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/steernet/steer/pkg/api"
+	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/daemon"
+	"github.com/steernet/steer/pkg/datapath"
+	"github.com/steernet/steer/pkg/install"
+	"github.com/steernet/steer/pkg/k8s"
+	"github.com/steernet/steer/pkg/metrics"
+)
+
+type runFlags struct {
+	installFlags
+	metricsAddr string
+	syncEvery   time.Duration
+	gcEvery     time.Duration
+	socket      string
+	nodeName    string
+	kubeconfig  string
+	workers     int
+}
+
+func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
+	var f runFlags
+	fs := flag.NewFlagSet("steerd run", flag.ExitOnError)
+	f.installFlags.register(fs)
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9465", "address for /metrics, /healthz and /readyz")
+	fs.DurationVar(&f.syncEvery, "sync-interval", 5*time.Second, "how often to check the primary CNI config and the token")
+	fs.DurationVar(&f.gcEvery, "gc-interval", time.Minute, "how often to collect the pins of pods that are gone")
+	fs.StringVar(&f.socket, "socket", "", "serve the plugin on this unix socket (thick mode), e.g. "+api.DefaultSocket)
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name: the daemon caches only its pods")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for thick mode; empty: in-cluster service account")
+	fs.IntVar(&f.workers, "workers", daemon.DefaultWorkers, "CNI requests served at once in thick mode")
+	_ = fs.Parse(args)
+	conf, err := f.config()
+	if err != nil {
+		return err
+	}
+
+	layout := bpffs.Layout{Root: f.bpffsRoot}
+	if err := layout.EnsureMounted(); err != nil {
+		return err
+	}
+	// Pins that exist are adopted as they are: the programs keep running across restarts.
+	ids, _ := layout.Containers()
+	log.Info("steerd started", "attachments", len(ids), "bpffs", layout.Root)
+
+	var ready atomic.Bool
+	reg := metrics.New(layout, log)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "CNI config not written yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	lis, err := net.Listen("tcp", f.metricsAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		ready.Store(false)
+		return install.Sync(ctx, conf, f.syncEvery, log, func() { ready.Store(true) })
+	})
+	if f.thin {
+		g.Go(func() error {
+			return install.SyncToken(ctx, filepath.Join(install.ServiceAccountDir, install.TokenFile),
+				filepath.Join(f.confDir, "steer.d", "token"), f.syncEvery)
+		})
+	}
+	g.Go(func() error { return collectLoop(ctx, layout, f.gcEvery, log) })
+	if f.socket != "" {
+		g.Go(func() error { return serveThick(ctx, f, reg, log) })
+	}
+	return g.Wait()
+}
+
+// collectLoop removes the pins of pods whose interfaces are gone (deleted without DEL).
+func collectLoop(ctx context.Context, layout bpffs.Layout, every time.Duration, log *slog.Logger) error {
+	for {
+		removed, err := datapath.CollectDefunct(layout)
+		if err != nil {
+			log.Warn("pin collection", "err", err)
+		}
+		if len(removed) > 0 {
+			log.Info("collected pins of vanished pods", "containers", removed)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+// serveThick runs the engine for the plugin: informers for this node's pods and the NADs, then
+// the socket.
+func serveThick(ctx context.Context, f runFlags, reg *metrics.Registry, log *slog.Logger) error {
+	if f.nodeName == "" {
+		return errors.New("thick mode needs -node-name (or NODE_NAME)")
+	}
+	cfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "steerd"
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	c, err := daemon.NewCache(sctx, dyn, f.nodeName)
+	if err != nil {
+		return err
+	}
+	log.Info("serving the plugin", "socket", f.socket, "node", f.nodeName, "workers", f.workers)
+	return daemon.NewServer(c, f.workers, reg, log).Serve(ctx, f.socket)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return k8s.RESTConfigFromKubeconfig(kubeconfig, 30*time.Second)
+}

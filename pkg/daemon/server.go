@@ -1,0 +1,173 @@
+// Package daemon serves the steer plugin over a unix socket (thick mode): the engine runs in
+// steerd with an informer cache, so ADD needs no apiserver round trip for pods it has seen.
+// Concurrency is bounded (a burst of pod starts queues instead of exhausting memory) and one
+// container's verbs never run at once.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/steernet/steer/pkg/api"
+	"github.com/steernet/steer/pkg/engine"
+	"github.com/steernet/steer/pkg/metrics"
+	"github.com/steernet/steer/pkg/netconf"
+	"github.com/steernet/steer/pkg/steering"
+)
+
+// Server runs CNI requests for the plugin.
+type Server struct {
+	log     *slog.Logger
+	cache   *Cache
+	metrics *metrics.Registry
+	slots   chan struct{}
+	locks   keyedMutex
+}
+
+// DefaultWorkers bounds the requests that run at once; the rest wait their turn.
+const DefaultWorkers = 8
+
+// NewServer returns a server answering from cache; workers bounds concurrency.
+func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logger) *Server {
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	return &Server{log: log, cache: cache, metrics: reg, slots: make(chan struct{}, workers)}
+}
+
+// Serve listens on socket (root-only, 0600) until ctx ends. A stale socket left by a killed
+// daemon is replaced.
+func (s *Server) Serve(ctx context.Context, socket string) error {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return err
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(socket, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(api.Path, s.handle)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	var req api.Request
+	body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxRequestSize+1))
+	if err == nil && len(body) > api.MaxRequestSize {
+		err = fmt.Errorf("request larger than %d bytes", api.MaxRequestSize)
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		reply(w, nil, types.NewError(types.ErrDecodingFailure, "steerd: bad request", err.Error()))
+		return
+	}
+	start := time.Now()
+	res, err := s.run(r.Context(), req)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.metrics.Requests.WithLabelValues(req.Command, outcome).Observe(time.Since(start).Seconds())
+	reply(w, res, err)
+}
+
+// run takes a worker slot, then the container's lock, then runs the verb.
+func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, error) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return nil, types.NewError(types.ErrTryAgainLater, "steerd: busy", ctx.Err().Error())
+	}
+	if req.ContainerID != "" {
+		defer s.locks.lock(req.ContainerID)()
+	}
+	conf, err := netconf.ParseConf(req.StdinData)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.With("verb", req.Command, "container", req.ContainerID)
+	e := engine.New(engine.Options{
+		Logger:    log,
+		Pods:      s.cache,
+		NADs:      s.cache.NADs(),
+		Status:    s.cache,
+		Dataplane: steering.ForConf(conf, log),
+	})
+	args := &skel.CmdArgs{ContainerID: req.ContainerID, Netns: req.Netns, IfName: req.IfName, Args: req.Args, Path: req.Path, StdinData: req.StdinData}
+	switch req.Command {
+	case "ADD":
+		res, err := e.Add(ctx, conf, args)
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(res, conf.CNIVersion)
+	case "DEL":
+		return nil, e.Del(ctx, conf, args)
+	case "CHECK":
+		return nil, e.Check(ctx, conf, args)
+	case "GC":
+		return nil, e.GC(ctx, conf, args)
+	case "STATUS":
+		return nil, e.Status(ctx, conf, args)
+	}
+	return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("steerd: unknown command %q", req.Command), "")
+}
+
+func encodeResult(res types.Result, version string) (json.RawMessage, error) {
+	if version != "" {
+		var err error
+		if res, err = res.GetAsVersion(version); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(res)
+}
+
+func reply(w http.ResponseWriter, res json.RawMessage, err error) {
+	out := api.Response{Result: res}
+	if err != nil {
+		var cniErr *types.Error
+		if !errors.As(err, &cniErr) {
+			cniErr = types.NewError(types.ErrInternal, err.Error(), "")
+		}
+		out.Error = cniErr
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}

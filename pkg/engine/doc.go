@@ -1,0 +1,80 @@
+// Package engine implements the CNI verbs of the steer plugin: it resolves a pod's networks
+// (the cluster network, default networks and the k8s.v1.cni.cncf.io/networks selection),
+// runs their delegate plugins through package delegate, hands the attachments to the
+// steering dataplane and writes the pod's network-status. The same Engine serves the plugin
+// in-process (thin mode) and, later, steerd (thick mode): it holds no globals, logs through
+// the *slog.Logger it is given, and reads pods and NetworkAttachmentDefinitions through the
+// PodSource and NADSource interfaces (client-go in thin mode, informer caches in steerd).
+//
+// # ADD
+//
+// Everything that can be checked is checked before the first delegate runs: the
+// configuration, CNI_ARGS, the pod (one bounded Get), the selection annotation, every NAD
+// and its config, namespace isolation, capabilities, interface names (unique, valid, not
+// already present in the pod netns), and that every plugin binary exists. The apiserver
+// round trips overlap where they can: the cluster and default networks resolve while the
+// pod is fetched, the selected NADs are fetched concurrently, and the network-status is
+// written while the dataplane attaches. Then the
+// delegates run in order: the cluster network on CNI_IFNAME, the default networks on
+// net1..netN, the selected networks. Before each delegate runs, the per-container cache
+// (<cniDir>/<containerID>.json, replaced atomically) already lists it, so a plugin killed
+// half-way can still be deleted. On any failure everything already attached is deleted in
+// reverse (including the delegate that failed, whose DEL releases what it half did), the
+// steering is detached, and the cache is removed; if that clean-up fails too, the cache is
+// kept so the runtime's DEL can finish it, and the error says so.
+//
+// A selection element with "default-route" moves the pod's default route of that address
+// family to its interface; the other attachments lose theirs, in the pod and in their
+// results. (Multus also removes the default route of the family nobody asked for; we
+// leave it.) An empty "default-route" list changes nothing.
+//
+// The network-status annotation is written last, with one merge patch of the pod's status
+// subresource. Failing to write it fails the ADD and rolls everything back, as in Multus:
+// a pod whose network-status silently lacks its networks is worse than a retried sandbox.
+// The result returned to the runtime is the cluster network's, with the pod interfaces of
+// every other attachment appended to "interfaces" (their IPs are not added, so runtimes
+// that take the pod IP from the result keep taking the cluster network's).
+//
+// # DEL, CHECK, GC, STATUS
+//
+// DEL needs nothing but the cache: the apiserver may be down, the pod gone, the netns gone
+// (CNI_NETNS is passed on as given). It detaches steering first, then runs DEL of every
+// cached attachment in reverse with the delegate configuration bytes ADD used, going on past
+// failures and reporting them together. A missing cache means there is nothing to delete.
+// The cache is removed afterwards, unless retryDeleteOnError is set and a delegate failed:
+// then it keeps the failed attachments for the runtime's next DEL (as Multus does). While
+// the netns still exists, the network-status is removed, best effort and briefly bounded.
+//
+// CHECK runs every cached attachment's CHECK (delegates older than CNI 0.4.0 have none).
+//
+// GC gets the runtime's valid attachments. Every cached container that is not valid is
+// deleted as DEL would (an ADD in progress, i.e. an incomplete cache younger than
+// addGrace, is left alone). Then GC goes to the cluster network and to every delegate
+// configuration found in the caches, each with the valid attachments of its network name,
+// so IPAM that implements GC frees addresses of pods that vanished without a DEL and without
+// a cache. When a valid container has no cache, its secondary attachments are unknown and
+// the secondary networks get no GC (it would free their addresses); the cluster network
+// still does, since its attachment is the runtime's own (containerID, CNI_IFNAME).
+//
+// STATUS fails with code 50 unless the readiness indicator file exists (when configured) and
+// the cluster network's delegate reports ready (delegates older than CNI 1.1.0 are assumed
+// ready).
+//
+// # Errors
+//
+// Errors are *types.Error so the runtime sees a code: 6 and 7 for configuration and
+// annotation problems (from package netconf, with the key or element named), 7 for an unknown
+// or forbidden NetworkAttachmentDefinition and a missing plugin binary, 3 for a pod that does
+// not exist (or no longer has CNI_ARGS' UID), 11 when the apiserver times out or cannot be
+// reached, 50 from STATUS, and a delegate's own code for a delegate failure. Messages start
+// with the pod and, for a network, name it.
+//
+// # Cluster network resolution
+//
+// clusterNetwork, each defaultNetworks entry and the v1.multus-cni.io/default-network
+// annotation resolve as in Multus: a reference without '/' is a NetworkAttachmentDefinition
+// in steerNamespace, else a configuration "name" in confDir; a reference with '/' is a
+// directory (its first configuration file) or a file path. The annotation may also say
+// "namespace/name" (a NAD in that namespace, subject to namespaceIsolation); a pod can never
+// point it at a path on the node.
+package engine

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// checkNamesFree fails when an interface ADD would create already exists in the pod netns.
+// Besides a clearer error than the delegate's, it keeps the rollback from deleting an
+// interface this ADD did not create.
+func checkNamesFree(netnsPath string, atts []*attachment) error {
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, a := range atts {
+			_, err := netlink.LinkByName(a.ifName)
+			var notFound netlink.LinkNotFoundError
+			switch {
+			case err == nil:
+				return cniError(types.ErrInvalidNetworkConfig, "network %q: interface %q already exists in the pod network namespace", a.network, a.ifName)
+			case !errors.As(err, &notFound):
+				return fmt.Errorf("look up interface %q: %w", a.ifName, err)
+			}
+		}
+		return nil
+	})
+	var nsErr ns.NSPathNotExistErr
+	if errors.As(err, &nsErr) {
+		return cniError(types.ErrInvalidNetNS, "CNI_NETNS %q: %v", netnsPath, err)
+	}
+	return err
+}
+
+// applyDefaultRoutes moves the default route of each address family some attachment asked
+// for ("default-route") to that attachment's interface: the other interfaces lose their
+// default routes of that family, in the pod netns and in their results, and the chosen one
+// gets one through the requested gateway. netconf allows one gateway per family per pod.
+func applyDefaultRoutes(netnsPath string, atts []*attachment) error {
+	type choice struct {
+		att *attachment
+		gw  net.IP
+	}
+	var chosen []choice
+	for _, a := range atts {
+		for _, gw := range a.gateways {
+			chosen = append(chosen, choice{a, gw})
+		}
+	}
+	if len(chosen) == 0 {
+		return nil
+	}
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, c := range chosen {
+			if err := replaceDefaultRoute(c.att.ifName, c.gw); err != nil {
+				return fmt.Errorf("network %q: default route via %s: %w", c.att.network, c.gw, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range chosen {
+		for _, a := range atts {
+			if a != c.att && a.result != nil {
+				a.result.Routes = withoutDefault(a.result.Routes, c.gw)
+			}
+		}
+		res := c.att.result
+		res.Routes = append(withoutDefault(res.Routes, c.gw), &types.Route{Dst: *defaultDst(c.gw), GW: c.gw})
+	}
+	return nil
+}
+
+// replaceDefaultRoute runs inside the pod netns.
+func replaceDefaultRoute(ifName string, gw net.IP) error {
+	link, err := netlink.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	family := netlink.FAMILY_V6
+	if gw.To4() != nil {
+		family = netlink.FAMILY_V4
+	}
+	routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if isDefault(r.Dst) {
+			if err := netlink.RouteDel(&r); err != nil {
+				return fmt.Errorf("delete default route %s: %w", r, err)
+			}
+		}
+	}
+	return netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultDst(gw), Gw: gw})
+}
+
+func defaultDst(gw net.IP) *net.IPNet {
+	if gw.To4() != nil {
+		return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+	}
+	return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+}
+
+func isDefault(dst *net.IPNet) bool {
+	if dst == nil {
+		return true // netlink reports a default route without Dst
+	}
+	ones, _ := dst.Mask.Size()
+	return ones == 0 && dst.IP.IsUnspecified()
+}
+
+// withoutDefault drops the default routes of gw's family.
+func withoutDefault(routes []*types.Route, gw net.IP) []*types.Route {
+	v4 := gw.To4() != nil
+	out := routes[:0:0]
+	for _, r := range routes {
+		if isDefault(&r.Dst) && (r.Dst.IP.To4() != nil) == v4 {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// sandboxInterfaces are the result's interfaces inside the pod.
+func sandboxInterfaces(res *current.Result) []*current.Interface {
+	var out []*current.Interface
+	for _, i := range res.Interfaces {
+		if i.Sandbox != "" {
+			out = append(out, i)
+		}
+	}
+	return out
+}

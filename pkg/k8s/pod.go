@@ -1,0 +1,117 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	apitypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// PodResource is the core/v1 pods resource.
+var PodResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// Pod is the part of a pod the CNI plugin needs. A trimmed type keeps the plugin free of the
+// typed clientset (its scheme costs every plugin exec milliseconds) and lets an informer
+// cache store less.
+type Pod struct {
+	Namespace   string
+	Name        string
+	UID         string
+	Annotations map[string]string
+}
+
+// NetworkStatus is one element of the NetworkStatusAnnotation (NPWG specification v1.3,
+// section 4.1.2.1), as Multus writes it.
+type NetworkStatus struct {
+	Name      string   `json:"name"`
+	Interface string   `json:"interface,omitempty"`
+	IPs       []string `json:"ips,omitempty"`
+	Mac       string   `json:"mac,omitempty"`
+	Mtu       int      `json:"mtu,omitempty"`
+	Default   bool     `json:"default,omitempty"`
+	// DNS is always present, possibly empty, as Multus writes it.
+	DNS DNS `json:"dns"`
+	// DeviceInfo is the device-info object a device plugin or CNI plugin provided, verbatim.
+	DeviceInfo json.RawMessage `json:"device-info,omitempty"`
+	Gateway    []string        `json:"gateway,omitempty"`
+}
+
+// DNS is the DNS configuration of one attachment.
+type DNS struct {
+	Nameservers []string `json:"nameservers,omitempty"`
+	Domain      string   `json:"domain,omitempty"`
+	Search      []string `json:"search,omitempty"`
+	Options     []string `json:"options,omitempty"`
+}
+
+// PodClient reads pods and writes their network status through the dynamic client.
+type PodClient struct {
+	dyn dynamic.Interface
+}
+
+// NewPodClient returns a client using dyn.
+func NewPodClient(dyn dynamic.Interface) *PodClient { return &PodClient{dyn: dyn} }
+
+// Get returns the pod. Errors keep the API status, so apierrors.IsNotFound works on them.
+func (c *PodClient) Get(ctx context.Context, namespace, name string) (*Pod, error) {
+	u, err := c.dyn.Resource(PodResource).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+	}
+	return &Pod{
+		Namespace:   u.GetNamespace(),
+		Name:        u.GetName(),
+		UID:         string(u.GetUID()),
+		Annotations: u.GetAnnotations(),
+	}, nil
+}
+
+// SetNetworkStatus sets the NetworkStatusAnnotation of the pod to statuses, or removes it
+// when statuses is nil.
+//
+// It is one merge patch of the status subresource: a node's credentials may update pod
+// status (NodeRestriction) but not pod metadata, and status updates keep annotation changes
+// (Multus relies on the same). No read-modify-write, so no conflict retries. A non-empty uid
+// is a precondition: a pod deleted and re-created under the same name is not touched.
+func (c *PodClient) SetNetworkStatus(ctx context.Context, namespace, name, uid string, statuses []NetworkStatus) error {
+	var value any // nil removes the annotation
+	if statuses != nil {
+		b, err := json.Marshal(statuses)
+		if err != nil {
+			return fmt.Errorf("encode network status: %w", err)
+		}
+		value = string(b)
+	}
+	meta := map[string]any{"annotations": map[string]any{NetworkStatusAnnotation: value}}
+	if uid != "" {
+		meta["uid"] = uid
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return fmt.Errorf("encode network status patch: %w", err)
+	}
+	_, err = c.dyn.Resource(PodResource).Namespace(namespace).
+		Patch(ctx, name, apitypes.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("patch network status of pod %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// RESTConfigFromKubeconfig loads a kubeconfig file. timeout bounds every request made with
+// the configuration (callers add tighter context deadlines per call).
+func RESTConfigFromKubeconfig(path string, timeout time.Duration) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
+	}
+	cfg.Timeout = timeout
+	return cfg, nil
+}

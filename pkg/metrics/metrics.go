@@ -1,0 +1,86 @@
+// Package metrics exports Steer's node metrics for Prometheus: the BPF counters of every pod,
+// read from the pins at scrape time, and the daemon's CNI request latencies and errors.
+package metrics
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/datapath"
+)
+
+// Registry holds Steer's collectors.
+type Registry struct {
+	*prometheus.Registry
+	Requests *prometheus.HistogramVec // seconds per CNI verb and outcome
+}
+
+// New registers the collectors. Pod counters are read from layout's pins on each scrape, so
+// they are right after a daemon restart and cost nothing between scrapes.
+func New(layout bpffs.Layout, log *slog.Logger) *Registry {
+	r := &Registry{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "steer_cni_request_duration_seconds",
+			Help:    "Time to serve a CNI request in the daemon, by verb and result.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"verb", "result"}),
+	}
+	r.MustRegister(r.Requests, podCounters{layout: layout, log: log},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+var (
+	packetsDesc = prometheus.NewDesc("steer_packets_total",
+		"Packets seen by Steer's programs, by pod attachment, interface and reason.",
+		[]string{"container", "interface", "reason"}, nil)
+	bytesDesc = prometheus.NewDesc("steer_bytes_total",
+		"Bytes seen by Steer's programs, by pod attachment, interface and reason.",
+		[]string{"container", "interface", "reason"}, nil)
+	flowsDesc = prometheus.NewDesc("steer_flows",
+		"Flows learned on a pod's secondary interfaces.", []string{"container"}, nil)
+	attachmentsDesc = prometheus.NewDesc("steer_attachments",
+		"Pods with Steer's programs attached on this node.", nil, nil)
+)
+
+type podCounters struct {
+	layout bpffs.Layout
+	log    *slog.Logger
+}
+
+func (podCounters) Describe(ch chan<- *prometheus.Desc) {
+	ch <- packetsDesc
+	ch <- bytesDesc
+	ch <- flowsDesc
+	ch <- attachmentsDesc
+}
+
+func (c podCounters) Collect(ch chan<- prometheus.Metric) {
+	ids, err := c.layout.Containers()
+	if err != nil {
+		c.log.Warn("list attachments", "err", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(attachmentsDesc, prometheus.GaugeValue, float64(len(ids)))
+	for _, id := range ids {
+		st, err := datapath.ReadPinned(c.layout, id)
+		if err != nil {
+			// A pod being deleted while we read: skip it this time.
+			c.log.Debug("read pins", "container", id, "err", err)
+			continue
+		}
+		for _, ct := range st.Counters {
+			itf := ct.Interface
+			if itf == "" {
+				itf = "other"
+			}
+			ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(ct.Packets), id, itf, ct.Reason.String())
+			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(ct.Bytes), id, itf, ct.Reason.String())
+		}
+		ch <- prometheus.MustNewConstMetric(flowsDesc, prometheus.GaugeValue, float64(len(st.Flows)), id)
+	}
+}
