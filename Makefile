@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build lint test test-go demo bench clean
+.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go demo bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins tools
@@ -57,6 +57,10 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
+## image: the container image as a tarball (no Docker needed): bin/steer-image.tar
+image: build
+	$(GO) run ./hack/mkimage -out $(BIN)/steer-image.tar
+
 ## lint: gofmt, go vet, staticcheck
 lint: $(STATICCHECK)
 	@bad=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
@@ -72,7 +76,7 @@ test-go:
 
 ## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
 demo: deps build
-	$(GO) run ./cmd/steer-demo -plugin $(BIN)/steer -steerctl $(BIN)/steerctl
+	$(GO) run ./cmd/steer-demo -plugin $(BIN)/steer -steerd $(BIN)/steerd -steerctl $(BIN)/steerctl
 
 ## bench: benchmarks (not tests); see benchmarks/
 bench: deps build

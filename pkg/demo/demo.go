@@ -25,6 +25,7 @@ type Options struct {
 	Out      io.Writer
 	Log      *slog.Logger
 	Plugin   string // the steer plugin binary
+	Steerd   string // the steerd binary
 	Steerctl string // the steerctl binary
 	Kubectl  string // kubectl; empty: the cached one
 }
@@ -38,6 +39,7 @@ type env struct {
 	layout   bpffs.Layout
 	hosts    [2]scenario.HostRoot
 	kubelets [2]*scenario.Kubelet
+	steerd   [2]*scenario.Steerd
 	cleanup  []func() error
 	ns       string
 }
@@ -130,11 +132,18 @@ func (e *env) setup(ctx context.Context) (err error) {
 	}
 	e.p.done(time.Since(start))
 
-	e.p.step("Steer installed on both nodes as `steerd install` does: its CNI config wraps the overlay's")
-	if err := e.setSteering(false); err != nil {
+	start = time.Now()
+	e.p.step("Steer installed on both nodes as its DaemonSet does: the plugin binary, then steerd (thick mode), which writes a CNI config wrapping the overlay's")
+	for _, h := range e.hosts {
+		if err := h.InstallPlugin(e.Plugin); err != nil {
+			return err
+		}
+	}
+	e.defer_(e.stopSteerd)
+	if err := e.startSteerd(ctx, false); err != nil {
 		return err
 	}
-	e.p.done(0)
+	e.p.done(time.Since(start))
 
 	if _, err := e.cluster.Client().CoreV1().Namespaces().Create(ctx, namespace(e.ns), createOpts); err != nil {
 		return err
@@ -150,16 +159,39 @@ func (e *env) setup(ctx context.Context) (err error) {
 	return nil
 }
 
-// setSteering rewrites both nodes' Steer config with steering on or off; pods created after
-// it get the new behaviour.
-func (e *env) setSteering(on bool) error {
-	for _, h := range e.hosts {
-		err := h.InstallSteer(e.Plugin, scenario.SteerOptions{Kubeconfig: e.cluster.Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: on, LogLevel: "error"})
+// startSteerd starts steerd on both nodes with steering on or off; it writes the nodes' CNI
+// config, so pods created afterwards get that behaviour.
+func (e *env) startSteerd(ctx context.Context, on bool) error {
+	for i, h := range e.hosts {
+		d, err := scenario.StartSteerd(ctx, e.topo.Nodes[i], i, h, scenario.SteerdOptions{
+			Binary: e.Steerd, Kubeconfig: e.cluster.Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: on, LogLevel: "error",
+		})
 		if err != nil {
 			return err
 		}
+		e.steerd[i] = d
 	}
 	return nil
+}
+
+func (e *env) stopSteerd() error {
+	var errs []error
+	for i, d := range e.steerd {
+		if d != nil {
+			errs = append(errs, d.Stop())
+			e.steerd[i] = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setSteering restarts steerd on both nodes with steering on or off, as an operator changing
+// the DaemonSet's plugin config would.
+func (e *env) setSteering(ctx context.Context, on bool) error {
+	if err := e.stopSteerd(); err != nil {
+		return err
+	}
+	return e.startSteerd(ctx, on)
 }
 
 func (e *env) kubectl() string {

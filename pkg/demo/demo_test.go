@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,14 +23,18 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steerctl := filepath.Join(bin, "steerctl")
-	if out, err := exec.Command("go", "build", "-o", steerctl, "github.com/steernet/steer/cmd/steerctl").CombinedOutput(); err != nil {
-		t.Fatalf("build steerctl: %v\n%s", err, out)
+	steerctl, err := scenario.BuildCommand(ctx, bin, "steerctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steerd, err := scenario.BuildCommand(ctx, bin, "steerd")
+	if err != nil {
+		t.Fatal(err)
 	}
 	before := netnsList(t)
 
 	var out bytes.Buffer
-	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerctl: steerctl})
+	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerd: steerd, Steerctl: steerctl})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)

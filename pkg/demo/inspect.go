@@ -11,7 +11,7 @@ import (
 // inspect shows a steered pod the ways an operator would look at it.
 func (e *env) inspect(ctx context.Context) error {
 	e.p.heading("Looking at a steered pod")
-	if err := e.setSteering(true); err != nil {
+	if err := e.setSteering(ctx, true); err != nil {
 		return err
 	}
 	pod, stop, err := e.runPod(ctx, 0, "web", selection(ipsElem("dmz", scenario.DMZ, 10)))

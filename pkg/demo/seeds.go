@@ -24,7 +24,7 @@ func namespace(name string) *corev1.Namespace {
 // modes runs a story with steering off, then on.
 func (e *env) modes(ctx context.Context, story func(ctx context.Context, on bool) (bool, error)) (broken, fixed bool, err error) {
 	for _, on := range []bool{false, true} {
-		if err := e.setSteering(on); err != nil {
+		if err := e.setSteering(ctx, on); err != nil {
 			return false, false, err
 		}
 		e.p.sub(map[bool]string{false: "Steer's steering off (Steer as a plain Multus replacement)", true: "Steer's steering on"}[on])

@@ -125,7 +125,7 @@ func waitFor(t *testing.T, cond func() bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5 s")
+			t.Fatalf("condition not met in 5 s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -74,11 +74,17 @@ type SteerOptions struct {
 	LogLevel   string // the plugin's; empty: its default
 }
 
+// InstallPlugin puts the plugin binary in the node's CNI bin dir, as steerd's init container
+// does before steerd writes the config.
+func (h HostRoot) InstallPlugin(pluginBinary string) error {
+	return install.Binary(pluginBinary, h.BinDir(), "steer")
+}
+
 // InstallSteer installs the plugin binary and writes Steer's config around the primary, as
 // `steerd install` does on a node. Calling it again rewrites the config (e.g. to turn steering
 // off or on).
 func (h HostRoot) InstallSteer(pluginBinary string, o SteerOptions) error {
-	if err := install.Binary(pluginBinary, h.BinDir(), "steer"); err != nil {
+	if err := h.InstallPlugin(pluginBinary); err != nil {
 		return err
 	}
 	_, primary, err := install.Primary(h.ConfDir())

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +28,9 @@ type Steerd struct {
 	Socket  string
 	Metrics string // host:port of /metrics inside the node namespace
 	Log     string
-	done    chan error
+
+	exited  chan struct{} // closed when the process has exited
+	waitErr error
 }
 
 // SteerdOptions configure a node's steerd.
@@ -58,7 +61,7 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 	if err != nil {
 		return nil, err
 	}
-	d := &Steerd{Socket: host.Socket(), Metrics: "127.0.0.1:9465", Log: filepath.Join(host.Dir, "steerd.log"), done: make(chan error, 1)}
+	d := &Steerd{Socket: host.Socket(), Metrics: "127.0.0.1:9465", Log: filepath.Join(host.Dir, "steerd.log"), exited: make(chan struct{})}
 	logf, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -77,11 +80,28 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 	)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// Started from a thread inside the node's namespace, the child inherits it.
-	if err := node.Do(func(ns.NetNS) error { return d.cmd.Start() }); err != nil {
+	// Forked from a thread inside the node's namespace, the child inherits it. Pdeathsig fires
+	// when that thread (not the process) ends, and Go ends a thread whenever a goroutine exits
+	// locked to it (pod sandboxes are made so), so the thread is kept for steerd alone: locked
+	// and never unlocked, it lives exactly as long as steerd.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := node.Set(); err != nil {
+			started <- err
+			return
+		}
+		if err := d.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	if err := <-started; err != nil {
 		return nil, err
 	}
-	go func() { d.done <- d.cmd.Wait() }()
 	if err := d.waitReady(ctx, node); err != nil {
 		_ = d.Kill()
 		return nil, err
@@ -96,9 +116,8 @@ func (d *Steerd) waitReady(ctx context.Context, node ns.NetNS) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-d.done:
-			d.done <- err
-			return fmt.Errorf("steerd exited: %v: %s", err, tail(d.Log))
+		case <-d.exited:
+			return fmt.Errorf("steerd exited: %v: %s", d.waitErr, tail(d.Log))
 		default:
 		}
 		if c, err := net.Dial("unix", d.Socket); err == nil {
@@ -180,7 +199,7 @@ func (d *Steerd) signal(sig syscall.Signal) error {
 		return err
 	}
 	select {
-	case <-d.done:
+	case <-d.exited:
 		return nil
 	case <-time.After(30 * time.Second):
 		_ = d.cmd.Process.Kill()
