@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go demo bench clean
+.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins tools
@@ -77,6 +77,21 @@ test-go:
 ## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
 demo: deps build
 	$(GO) run ./cmd/steer-demo -plugin $(BIN)/steer -steerd $(BIN)/steerd -steerctl $(BIN)/steerctl
+
+DEMO_STATE := $(STEER_CACHE)/demo
+## demo-up: the demo, kept running in the background for exploration; demo-down ends it
+demo-up: deps build
+	@mkdir -p $(DEMO_STATE)
+	@if [[ -f $(DEMO_STATE)/pid ]] && kill -0 $$(cat $(DEMO_STATE)/pid) 2>/dev/null; then echo "demo already up (make demo-down)"; exit 1; fi
+	@nohup $(BIN)/steer-demo -hold -plugin $(BIN)/steer -steerd $(BIN)/steerd -steerctl $(abspath $(BIN))/steerctl > $(DEMO_STATE)/log 2>&1 & echo $$! > $(DEMO_STATE)/pid
+	@echo "starting the demo (log: $(DEMO_STATE)/log) ..."
+	@for i in $$(seq 300); do grep -q "^   ready" $(DEMO_STATE)/log 2>/dev/null && break; kill -0 $$(cat $(DEMO_STATE)/pid) 2>/dev/null || { cat $(DEMO_STATE)/log; exit 1; }; sleep 1; done
+	@sed -n '/The demo stays up/,$$p' $(DEMO_STATE)/log
+
+demo-down:
+	@if [[ -f $(DEMO_STATE)/pid ]]; then pid=$$(cat $(DEMO_STATE)/pid); kill -TERM $$pid 2>/dev/null; \
+		while kill -0 $$pid 2>/dev/null; do sleep 0.5; done; rm -f $(DEMO_STATE)/pid; tail -2 $(DEMO_STATE)/log; \
+	else echo "no demo running"; fi
 
 ## bench: benchmarks (not tests); see benchmarks/
 bench: deps build

@@ -18,6 +18,7 @@ func main() {
 	plugin := flag.String("plugin", "bin/steer", "the steer CNI plugin binary")
 	steerctl := flag.String("steerctl", "bin/steerctl", "the steerctl binary")
 	steerd := flag.String("steerd", "bin/steerd", "the steerd binary")
+	hold := flag.Bool("hold", false, "keep everything up after the stories until SIGTERM or Ctrl-C")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "steer-demo: run as root (it creates network namespaces and loads BPF programs)")
@@ -28,7 +29,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	verdicts, err := demo.Run(ctx, demo.Options{Out: os.Stdout, Log: log, Plugin: *plugin, Steerd: *steerd, Steerctl: *steerctl})
+	verdicts, err := demo.Run(ctx, demo.Options{Out: os.Stdout, Log: log, Plugin: *plugin, Steerd: *steerd, Steerctl: *steerctl, Hold: *hold})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "steer-demo:", err)
 		os.Exit(1)

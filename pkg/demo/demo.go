@@ -28,6 +28,9 @@ type Options struct {
 	Steerd   string // the steerd binary
 	Steerctl string // the steerctl binary
 	Kubectl  string // kubectl; empty: the cached one
+	// Hold keeps the cluster, nodes and a steered pod up after the stories until the context
+	// ends (make demo-up / demo-down).
+	Hold bool
 }
 
 // env is everything a run sets up, and tears down.

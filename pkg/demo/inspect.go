@@ -38,5 +38,21 @@ func (e *env) inspect(ctx context.Context) error {
 		return err
 	}
 	e.p.cmd(ctx, "bpftool", "map", "dump", "pinned", filepath.Join(dir, bpffs.FlowsPin))
+	if e.Hold {
+		e.hold(ctx, pod, filepath.Join(dir, bpffs.FlowsPin))
+	}
 	return nil
+}
+
+// hold keeps everything up until ctx ends (make demo-down, Ctrl-C), with commands to try.
+func (e *env) hold(ctx context.Context, pod *scenario.Pod, flows string) {
+	a4, _ := scenario.DMZ.Addr(10)
+	e.p.heading("The demo stays up: try")
+	e.p.say("kubectl --kubeconfig %s -n %s get pods,network-attachment-definitions", e.cluster.Kubeconfig(), e.ns)
+	e.p.say("ip netns exec %s ping -c 3 %s          # the remote client to the pod's DMZ address", e.topo.Client.Name(), a4)
+	e.p.say("ip netns exec %s ip route get %s from %s", pod.NS.Name(), scenario.Client4, a4)
+	e.p.say("%s -bpffs %s flows | stats | groups | attachments", e.Steerctl, e.layout.Root)
+	e.p.say("bpftool map dump pinned %s", flows)
+	e.p.say("ready (stop with make demo-down or Ctrl-C)")
+	<-ctx.Done()
 }
