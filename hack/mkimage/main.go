@@ -42,7 +42,9 @@ func run(tag, out string, bins []string) error {
 	if err != nil {
 		return err
 	}
-	layer, err := tarball.LayerFromReader(bytes.NewReader(layerTar))
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	})
 	if err != nil {
 		return err
 	}
