@@ -41,6 +41,19 @@ func TestSmallerSecondaryMTU(t *testing.T) {
 			}
 		}
 	}
+	t.Run("without-steer", func(t *testing.T) {
+		off := Network{IfName: "net1", Conf: DMZ.MacvlanConf(19, map[string]any{"mtu": mtu}), Policy: netconf.DefaultPolicy()}
+		pod := addPod(t, topo, layout, 0, "mtu-off", false, []Network{eth0(t, 0), off})
+		stop, err := StartBulk(pod.NS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		a4, _ := DMZ.Addr(19)
+		if err := FetchBulk(ctx, topo.Client, a4, 2*time.Second); err == nil {
+			t.Error("bulk TCP from the remote client worked without Steer: the emulation does not show the problem")
+		}
+	})
 	net1 := Network{IfName: "net1", Conf: DMZ.MacvlanConf(17, map[string]any{"mtu": mtu}), Policy: netconf.DefaultPolicy()}
 	pod := addPod(t, topo, layout, 0, "mtu", true, []Network{eth0(t, 0), net1})
 	stop, err := StartBulk(pod.NS)

@@ -111,21 +111,25 @@ func TestChecksumOffloadOff(t *testing.T) {
 	topo := topology(t)
 	layout := nstest.BPFRoot(t)
 	ctx := context.Background()
-	pod := addPod(t, topo, layout, 0, "csum", true, []Network{eth0(t, 0), secondary("net1", DMZ, 15)})
-	for _, dev := range []string{"eth0", "net1"} {
-		if _, err := pod.Exec(ctx, "ethtool", "-K", dev, "tx", "off"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, n := range []string{topo.Client.Name(), topo.LANHost.Name()} {
 		if _, err := execIn(ctx, n, "ethtool", "-K", "eth0", "rx", "off", "tx", "off"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	startEcho(t, pod)
-	a4, a6 := DMZ.Addr(15)
-	expectProbes(t, topo, "client", true, a4, a6)
-	expectProbes(t, topo, "lanhost", true, a4, a6)
+	for _, steer := range modes() {
+		t.Run(modeName(steer), func(t *testing.T) {
+			pod := addPod(t, topo, layout, 0, "csum", steer, []Network{eth0(t, 0), secondary("net1", DMZ, 15)})
+			for _, dev := range []string{"eth0", "net1"} {
+				if _, err := pod.Exec(ctx, "ethtool", "-K", dev, "tx", "off"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			startEcho(t, pod)
+			a4, a6 := DMZ.Addr(15)
+			expectProbes(t, topo, "client", steer, a4, a6)
+			expectProbes(t, topo, "lanhost", true, a4, a6)
+		})
+	}
 }
 
 // TestDelRemovesEverything: DEL leaves no pin, link, route or sysctl change, and a pod of the
