@@ -65,20 +65,86 @@ static __always_inline void load_addr(union steer_addr *dst, const volatile unio
 	d[1] = s[1];
 }
 
-static __always_inline void load_mac(__u8 *dst, int slot)
+_Static_assert(__builtin_offsetof(struct steer_iface, mac) % 4 == 0, "load_mac reads a word");
+
+/* load_mac copies slot's MAC to dst, 2-aligned: two loads instead of six. */
+static __always_inline void load_mac(__u16 *dst, __u32 slot)
 {
-#pragma unroll
-	for (int i = 0; i < ETH_ALEN; i++)
-		dst[i] = steer_ifaces[slot].mac[i];
+	const volatile __u8 *mac = steer_ifaces[slot].mac;
+	__u32 lo = *(const volatile __u32 *)mac;
+
+	dst[0] = lo;
+	dst[1] = lo >> 16;
+	dst[2] = *(const volatile __u16 *)(mac + 4);
 }
 
-/* iface_slot returns the slot of ifindex, or -1. */
-static __always_inline int iface_slot(__u32 ifindex)
+/* STEER_NO_SLOT is the slot of an interface that is not configured, and its counter row. */
+#define STEER_NO_SLOT STEER_MAX_IFACES
+/* Slots as the verifier sees them (see opaque): [0, STEER_SLOT_MASK], configured below
+ * STEER_MAX_IFACES. */
+#define STEER_SLOT_MASK (2 * STEER_MAX_IFACES - 1)
+_Static_assert((STEER_MAX_IFACES & (STEER_MAX_IFACES - 1)) == 0, "slots are masked with STEER_SLOT_MASK");
+
+/* iface_slot returns the slot of ifindex, or STEER_NO_SLOT. The slot is opaque to the verifier:
+ * one path however many interfaces, instead of one per interface. */
+static __always_inline __u32 iface_slot(__u32 ifindex)
+{
+	__u32 slot = STEER_NO_SLOT;
+
+#pragma unroll
+	for (int i = 0; i < STEER_MAX_IFACES; i++) {
+		if (steer_ifaces[i].ifindex == ifindex && ifindex) {
+			slot = i;
+			break;
+		}
+	}
+	return opaque(slot, STEER_SLOT_MASK);
+}
+
+/* has_addr is the flag of slot addresses of family (a constant). */
+static __always_inline __u32 has_addr(const __u8 family)
+{
+	return family == AF_INET ? STEER_IFACE_HAS_V4 : STEER_IFACE_HAS_V6;
+}
+
+/* local_addr copies slot's address of family into a; it returns 0 when slot has none. */
+static __always_inline int local_addr(__u32 slot, const __u8 family, union steer_addr *a)
+{
+	if (slot >= STEER_MAX_IFACES || !(steer_ifaces[slot].flags & has_addr(family)))
+		return 0;
+	load_addr(a, family == AF_INET ? &steer_ifaces[slot].addr4 : &steer_ifaces[slot].addr6);
+	return 1;
+}
+
+/* holds tells whether slot (configured) has address a of family, without copying the
+ * configured one. */
+static __always_inline int holds(__u32 slot, const union steer_addr *a, const __u8 family)
+{
+	if (!(steer_ifaces[slot].flags & has_addr(family)))
+		return 0;
+	if (family == AF_INET)
+		return steer_ifaces[slot].addr4.v4 == a->v4;
+	const volatile __u64 *c = (const volatile __u64 *)steer_ifaces[slot].addr6.v6;
+	const __u64 *x = (const __u64 *)a->v6;
+	return c[0] == x[0] && c[1] == x[1];
+}
+
+/* pinned_any tells whether any interface is pinned. A constant to the verifier: in a pod without
+ * pinned secondaries it skips learning and steering entirely, which it cannot tell from an opaque
+ * slot. No flow can exist then (flows are learned on pinned interfaces only). At run time it
+ * stops at the first pinned slot, usually slot 1. */
+static __always_inline int pinned_any(void)
 {
 #pragma unroll
 	for (int i = 0; i < STEER_MAX_IFACES; i++) {
-		if (steer_ifaces[i].ifindex == ifindex && ifindex)
-			return i;
+		if (steer_ifaces[i].flags & STEER_IFACE_PIN)
+			return 1;
 	}
-	return -1;
+	return 0;
+}
+
+/* pin_holds tells whether slot is a pinned interface holding address a of family. */
+static __always_inline int pin_holds(__u32 slot, const union steer_addr *a, const __u8 family)
+{
+	return slot < STEER_MAX_IFACES && (steer_ifaces[slot].flags & STEER_IFACE_PIN) && holds(slot, a, family);
 }

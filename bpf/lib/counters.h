@@ -33,9 +33,10 @@ struct {
 	__type(value, struct steer_counter);
 } steer_counters SEC(".maps");
 
-static __always_inline void count(int slot, enum steer_reason reason, __u32 len)
+/* count adds a packet to row (slot, reason); STEER_NO_SLOT is the unknown interfaces' row. */
+static __always_inline void count(__u32 slot, enum steer_reason reason, __u32 len)
 {
-	__u32 key = (slot < 0 ? STEER_MAX_IFACES : slot) * STEER_REASON_MAX + reason;
+	__u32 key = slot * STEER_REASON_MAX + reason;
 	struct steer_counter *c = bpf_map_lookup_elem(&steer_counters, &key);
 
 	if (c) {

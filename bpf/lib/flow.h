@@ -36,10 +36,17 @@ struct {
 	__type(value, struct flow_value);
 } steer_flows SEC(".maps");
 
+/* steer_tcp_foreign is set once a TCP flow is learned whose local address is not an address of
+ * the interface it entered by (a packet for another interface's address, or for an address the
+ * configuration does not list). Until then every TCP flow's local address is a pinned
+ * interface's, which lets egress skip the lookup for TCP from any other source (flows are only
+ * written here, by learn). Never cleared: it only costs lookups. */
+__u32 steer_tcp_foreign;
+
 /* flow_key_ingress builds the key of a packet arriving from the remote end. */
-static __always_inline void flow_key_ingress(const struct pkt *p, struct flow_key *k)
+static __always_inline void flow_key_ingress(const struct pkt *p, struct flow_key *k, const __u8 family)
 {
-	k->family = p->family;
+	k->family = family;
 	k->proto = p->proto;
 	k->remote_port = p->sport;
 	k->local_port = p->dport;
@@ -48,9 +55,9 @@ static __always_inline void flow_key_ingress(const struct pkt *p, struct flow_ke
 }
 
 /* flow_key_egress builds the key of a packet the pod sends back to the remote end. */
-static __always_inline void flow_key_egress(const struct pkt *p, struct flow_key *k)
+static __always_inline void flow_key_egress(const struct pkt *p, struct flow_key *k, const __u8 family)
 {
-	k->family = p->family;
+	k->family = family;
 	k->proto = p->proto;
 	k->remote_port = p->dport;
 	k->local_port = p->sport;

@@ -110,6 +110,7 @@ const (
 	steerVarSteerIfaces      = "steer_ifaces"
 	steerVarSteerLoopMark    = "steer_loop_mark"
 	steerVarSteerReasons     = "steer_reasons"
+	steerVarSteerTcpForeign  = "steer_tcp_foreign"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -171,10 +172,11 @@ type steerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
-	SteerGroups   *ebpf.VariableSpec `ebpf:"steer_groups"`
-	SteerIfaces   *ebpf.VariableSpec `ebpf:"steer_ifaces"`
-	SteerLoopMark *ebpf.VariableSpec `ebpf:"steer_loop_mark"`
-	SteerReasons  *ebpf.VariableSpec `ebpf:"steer_reasons"`
+	SteerGroups     *ebpf.VariableSpec `ebpf:"steer_groups"`
+	SteerIfaces     *ebpf.VariableSpec `ebpf:"steer_ifaces"`
+	SteerLoopMark   *ebpf.VariableSpec `ebpf:"steer_loop_mark"`
+	SteerReasons    *ebpf.VariableSpec `ebpf:"steer_reasons"`
+	SteerTcpForeign *ebpf.VariableSpec `ebpf:"steer_tcp_foreign"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -212,10 +214,11 @@ func (m *steerMaps) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
-	SteerGroups   *ebpf.Variable `ebpf:"steer_groups"`
-	SteerIfaces   *ebpf.Variable `ebpf:"steer_ifaces"`
-	SteerLoopMark *ebpf.Variable `ebpf:"steer_loop_mark"`
-	SteerReasons  *ebpf.Variable `ebpf:"steer_reasons"`
+	SteerGroups     *ebpf.Variable `ebpf:"steer_groups"`
+	SteerIfaces     *ebpf.Variable `ebpf:"steer_ifaces"`
+	SteerLoopMark   *ebpf.Variable `ebpf:"steer_loop_mark"`
+	SteerReasons    *ebpf.Variable `ebpf:"steer_reasons"`
+	SteerTcpForeign *ebpf.Variable `ebpf:"steer_tcp_foreign"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.
