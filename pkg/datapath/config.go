@@ -109,19 +109,19 @@ func encodeInterfaces(itfs []Interface) [MaxInterfaces]steerSteerIface {
 		}
 		if itf.Addr4.Is4() {
 			flags |= flagHasV4
-			e.Addr4.V6 = addrBytes(itf.Addr4)
+			e.Addr4.V6 = AddrBytes(itf.Addr4)
 		}
 		if itf.Addr6.Is6() {
 			flags |= flagHasV6
-			e.Addr6.V6 = addrBytes(itf.Addr6)
+			e.Addr6.V6 = AddrBytes(itf.Addr6)
 		}
 		if itf.Gateway4.Is4() {
 			flags |= flagGW4
-			e.Gw4.V6 = addrBytes(itf.Gateway4)
+			e.Gw4.V6 = AddrBytes(itf.Gateway4)
 		}
 		if itf.Gateway6.Is6() {
 			flags |= flagGW6
-			e.Gw6.V6 = addrBytes(itf.Gateway6)
+			e.Gw6.V6 = AddrBytes(itf.Gateway6)
 		}
 		e.Flags = flags
 	}
@@ -137,7 +137,7 @@ func encodeGroups(c *Config) [MaxGroups]steerSteerGroup {
 			e.Family = syscall.AF_INET
 		}
 		e.Prefixlen = uint8(g.Prefix.Bits())
-		e.Addr.V6 = addrBytes(g.Prefix.Masked().Addr())
+		e.Addr.V6 = AddrBytes(g.Prefix.Masked().Addr())
 		for _, name := range g.Interfaces {
 			e.Ifaces |= 1 << c.slot(name)
 		}
@@ -145,8 +145,8 @@ func encodeGroups(c *Config) [MaxGroups]steerSteerGroup {
 	return out
 }
 
-// addrBytes lays an address out as union steer_addr: IPv4 in the first four bytes.
-func addrBytes(a netip.Addr) [16]byte {
+// AddrBytes lays an address out as union steer_addr: IPv4 in the first four bytes.
+func AddrBytes(a netip.Addr) [16]byte {
 	var b [16]byte
 	if a.Is4() {
 		v4 := a.As4()

@@ -101,7 +101,7 @@ func readConfig(path string) ([]Interface, []Group, error) {
 		return nil, nil, fmt.Errorf("open config: %w", err)
 	}
 	defer m.Close()
-	spec, err := loadSteer()
+	spec, err := parsedSpec() // read only
 	if err != nil {
 		return nil, nil, err
 	}

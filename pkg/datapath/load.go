@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -25,7 +26,7 @@ func Load(cfg Config) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
 	}
-	spec, err := loadSteer()
+	spec, err := embeddedSpec()
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +50,19 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, fmt.Errorf("assign steer objects: %w", err)
 	}
 	return objs, nil
+}
+
+// parsedSpec parses the embedded object once per process: steerd loads a collection per pod
+// and reads every pod's config on each metrics scrape.
+var parsedSpec = sync.OnceValues(loadSteer)
+
+// embeddedSpec returns a private copy of the parsed object, safe to configure.
+func embeddedSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := parsedSpec()
+	if err != nil {
+		return nil, err
+	}
+	return spec.Copy(), nil
 }
 
 // configure writes cfg into the spec's load-time constants and sizes the flow table.

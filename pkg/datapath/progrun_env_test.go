@@ -415,7 +415,7 @@ func prKey(proto uint8, remote netip.Addr, remotePort, localPort uint16) steerFl
 	if remote.Is6() {
 		k.Family = 10
 	}
-	k.Remote.V6 = addrBytes(remote)
+	k.Remote.V6 = AddrBytes(remote)
 	return k
 }
 
@@ -423,7 +423,7 @@ func prValue(ifindex int, peer, local net.HardwareAddr, localAddr netip.Addr) st
 	v := steerFlowValue{Ifindex: uint32(ifindex)}
 	copy(v.PeerMac[:], peer)
 	copy(v.LocalMac[:], local)
-	v.Local.V6 = addrBytes(localAddr)
+	v.Local.V6 = AddrBytes(localAddr)
 	return v
 }
 

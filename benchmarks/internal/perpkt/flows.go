@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // flowKey and flowValue mirror struct flow_key and struct flow_value (bpf/lib/flow.h); env.load
@@ -40,18 +41,8 @@ func be16(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
-func addrBytes(a netip.Addr) [16]byte {
-	var b [16]byte
-	if a.Is4() {
-		v4 := a.As4()
-		copy(b[:], v4[:])
-		return b
-	}
-	return a.As16()
-}
-
 func key(proto uint8, remote netip.Addr, remotePort, localPort uint16) flowKey {
-	k := flowKey{Family: afInet, Proto: proto, RemotePort: be16(remotePort), LocalPort: be16(localPort), Remote: addrBytes(remote)}
+	k := flowKey{Family: afInet, Proto: proto, RemotePort: be16(remotePort), LocalPort: be16(localPort), Remote: datapath.AddrBytes(remote)}
 	if remote.Is6() {
 		k.Family = afInet6
 	}
@@ -60,9 +51,9 @@ func key(proto uint8, remote netip.Addr, remotePort, localPort uint16) flowKey {
 
 // valueOn is a flow that entered by slot, delivered by that LAN's hop, to the slot's address.
 func (e *env) valueOn(slot int, v6 bool) flowValue {
-	v := flowValue{Ifindex: uint32(e.index[slot]), Local: addrBytes(addr4[slot])}
+	v := flowValue{Ifindex: uint32(e.index[slot]), Local: datapath.AddrBytes(addr4[slot])}
 	if v6 {
-		v.Local = addrBytes(addr6[slot])
+		v.Local = datapath.AddrBytes(addr6[slot])
 	}
 	copy(v.PeerMAC[:], hopMAC[slot])
 	copy(v.LocalMAC[:], podMAC[slot])
