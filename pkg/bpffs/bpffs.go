@@ -44,7 +44,9 @@ func ValidContainerID(id string) error {
 	return nil
 }
 
-func isAlnum(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
 
 // Layout locates pins under a root directory on a bpffs.
 type Layout struct {
