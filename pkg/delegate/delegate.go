@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -50,6 +51,9 @@ type Runner struct {
 	cni  *libcni.CNIConfig
 	exec invoke.Exec
 	path []string
+	// Timeout bounds each verb of one network (all its plugins); 0 means only ctx does.
+	// A plugin still running at the deadline is killed.
+	Timeout time.Duration
 }
 
 // NewRunner returns a Runner that finds plugins in binDirs, keeps libcni's cache in cacheDir
@@ -85,9 +89,11 @@ func (r *Runner) FindPlugins(n *Network) error {
 // Add runs ADD of every plugin of n in order and returns the result as a 1.x current.Result,
 // whatever version the plugins returned.
 func (r *Runner) Add(ctx context.Context, n *Network, t Target) (*current.Result, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	res, err := r.cni.AddNetworkList(ctx, n.list, t.runtimeConf())
 	if err != nil {
-		return nil, err
+		return nil, r.explain(ctx, n, "ADD", err)
 	}
 	cur, err := ToCurrent(res)
 	if err != nil {
@@ -99,7 +105,9 @@ func (r *Runner) Add(ctx context.Context, n *Network, t Target) (*current.Result
 // Del runs DEL of every plugin of n in reverse order. libcni passes the result it cached at
 // ADD as prevResult.
 func (r *Runner) Del(ctx context.Context, n *Network, t Target) error {
-	return r.cni.DelNetworkList(ctx, n.list, t.runtimeConf())
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	return r.explain(ctx, n, "DEL", r.cni.DelNetworkList(ctx, n.list, t.runtimeConf()))
 }
 
 // Check runs CHECK of every plugin of n. Versions before 0.4.0 have no CHECK: it then
@@ -108,7 +116,9 @@ func (r *Runner) Check(ctx context.Context, n *Network, t Target) error {
 	if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "0.4.0"); !ok {
 		return nil
 	}
-	return r.cni.CheckNetworkList(ctx, n.list, t.runtimeConf())
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	return r.explain(ctx, n, "CHECK", r.cni.CheckNetworkList(ctx, n.list, t.runtimeConf()))
 }
 
 // GC deletes the attachments libcni cached for n that are not in valid, then (from CNI
@@ -117,13 +127,37 @@ func (r *Runner) GC(ctx context.Context, n *Network, valid []types.GCAttachment)
 	if valid == nil {
 		valid = []types.GCAttachment{} // nil means "no list": plugins must not guess
 	}
-	return r.cni.GCNetworkList(ctx, n.list, &libcni.GCArgs{ValidAttachments: valid})
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	return r.explain(ctx, n, "GC", r.cni.GCNetworkList(ctx, n.list, &libcni.GCArgs{ValidAttachments: valid}))
 }
 
 // Status asks every plugin of n whether it is ready (CNI 1.1.0 on; older versions are
 // assumed ready).
 func (r *Runner) Status(ctx context.Context, n *Network) error {
-	return r.cni.GetStatusNetworkList(ctx, n.list)
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	return r.explain(ctx, n, "STATUS", r.cni.GetStatusNetworkList(ctx, n.list))
+}
+
+// bound applies Timeout to ctx.
+func (r *Runner) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, r.Timeout)
+}
+
+// ErrTimeout is wrapped when a delegate did not finish within the Runner's Timeout.
+var ErrTimeout = errors.New("delegate timed out")
+
+// explain turns the kill of a plugin that outlived Timeout ("signal: killed") into an error
+// that names the network and the limit; other errors are returned as they are.
+func (r *Runner) explain(ctx context.Context, n *Network, verb string, err error) error {
+	if err == nil || r.Timeout <= 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %s of network %q (%v) did not finish within %s and was killed: %v", ErrTimeout, verb, n.Name, n.Types(), r.Timeout, err)
 }
 
 // ToCurrent converts a result of any CNI version to a current.Result (1.x).

@@ -16,7 +16,10 @@ const (
 	DefaultBinDir     = "/opt/cni/bin"
 	DefaultNamespace  = "kube-system"
 	DefaultAPITimeout = 10 * time.Second
-	DefaultBPFFSRoot  = "/sys/fs/bpf/steer"
+	// DefaultDelegateTimeout bounds one delegate network's verb: long enough for slow IPAM,
+	// short enough that a hung plugin fails the ADD well before the kubelet gives up.
+	DefaultDelegateTimeout = time.Minute
+	DefaultBPFFSRoot       = "/sys/fs/bpf/steer"
 )
 
 // Conf is the configuration of the steer CNI plugin: the keys of the Multus
@@ -59,7 +62,10 @@ type Conf struct {
 	ThinFallback bool
 	Steering     bool
 	APITimeout   time.Duration
-	BPFFSRoot    string
+	// DelegateTimeout bounds each verb of one delegate network; a plugin still running
+	// then is killed and the verb fails.
+	DelegateTimeout time.Duration
+	BPFFSRoot       string
 
 	// Unknown holds the keys ParseConf does not know, as raw JSON.
 	Unknown map[string]json.RawMessage
@@ -122,12 +128,13 @@ func ParseConf(data []byte) (*Conf, error) {
 		SystemNamespaces: []string{"kube-system"},
 		Steering:         true,
 		APITimeout:       DefaultAPITimeout,
+		DelegateTimeout:  DefaultDelegateTimeout,
 		BPFFSRoot:        DefaultBPFFSRoot,
 		Raw:              append([]byte(nil), data...),
 	}
 	var (
-		multusNS, steerNS, apiTimeout string
-		globalNS, runtimeConfig       json.RawMessage
+		multusNS, steerNS, apiTimeout, delegateTimeout string
+		globalNS, runtimeConfig                        json.RawMessage
 	)
 	fields := []struct {
 		key string
@@ -145,7 +152,7 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"retryDeleteOnError", &c.RetryDeleteOnError},
 		{"capabilities", &c.Capabilities}, {"runtimeConfig", &runtimeConfig},
 		{"socketPath", &c.SocketPath}, {"thinFallback", &c.ThinFallback}, {"steering", &c.Steering},
-		{"apiTimeout", &apiTimeout}, {"bpffsRoot", &c.BPFFSRoot},
+		{"apiTimeout", &apiTimeout}, {"delegateTimeout", &delegateTimeout}, {"bpffsRoot", &c.BPFFSRoot},
 	}
 	known := make(map[string]bool, len(fields))
 	for _, f := range fields {
@@ -166,10 +173,29 @@ func ParseConf(data []byte) (*Conf, error) {
 			c.Unknown[k] = v
 		}
 	}
-	if err := c.finish(multusNS, steerNS, apiTimeout, globalNS, runtimeConfig); err != nil {
+	if err := c.finish(multusNS, steerNS, globalNS, runtimeConfig); err != nil {
+		return nil, err
+	}
+	if err := parseDuration("apiTimeout", apiTimeout, &c.APITimeout); err != nil {
+		return nil, err
+	}
+	if err := parseDuration("delegateTimeout", delegateTimeout, &c.DelegateTimeout); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// parseDuration sets *dst from a Go duration string; "" keeps the default.
+func parseDuration(key, s string, dst *time.Duration) error {
+	if s == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return invalidError(`steer config: %q: %q is not a positive duration like "10s"`, key, s)
+	}
+	*dst = d
+	return nil
 }
 
 // lookupFold finds key the way encoding/json matches struct fields: exactly,
@@ -201,7 +227,7 @@ func typeErrText(err error) string {
 }
 
 // finish decodes the keys that need more than json.Unmarshal and validates.
-func (c *Conf) finish(multusNS, steerNS, apiTimeout string, globalNS, runtimeConfig json.RawMessage) error {
+func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.RawMessage) error {
 	if len(c.Delegates) > 0 && c.ClusterNetwork != "" {
 		return invalidError(`steer config: "delegates" and "clusterNetwork" are mutually exclusive`)
 	}
@@ -224,13 +250,6 @@ func (c *Conf) finish(multusNS, steerNS, apiTimeout string, globalNS, runtimeCon
 		if !logLevels[c.LogLevel] {
 			return invalidError(`steer config: "logLevel": %q is not one of debug, verbose, info, warning, error, panic`, c.LogLevel)
 		}
-	}
-	if apiTimeout != "" {
-		d, err := time.ParseDuration(apiTimeout)
-		if err != nil || d <= 0 {
-			return invalidError(`steer config: "apiTimeout": %q is not a positive duration like "10s"`, apiTimeout)
-		}
-		c.APITimeout = d
 	}
 	if err := c.setNamespace(multusNS, steerNS); err != nil {
 		return err

@@ -18,7 +18,7 @@ func TestParseConfDefaults(t *testing.T) {
 		CNIVersion: "1.0.0", Name: "steer", Type: "steer", ClusterNetwork: "flannel",
 		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, BinDir: DefaultBinDir,
 		LogToStderr: true, GlobalNamespaces: []string{"default"}, SystemNamespaces: []string{"kube-system"},
-		Namespace: DefaultNamespace, Steering: true, APITimeout: DefaultAPITimeout, BPFFSRoot: DefaultBPFFSRoot,
+		Namespace: DefaultNamespace, Steering: true, APITimeout: DefaultAPITimeout, DelegateTimeout: DefaultDelegateTimeout, BPFFSRoot: DefaultBPFFSRoot,
 		Raw: in,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -41,7 +41,7 @@ func TestParseConfAllKeys(t *testing.T) {
 	  "capabilities": {"portMappings": true},
 	  "runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}],
 	                    "bandwidth": {"ingressRate": 5}, "io.kubernetes.cri.pod-annotations": {}},
-	  "socketPath": "/run/steer/steerd.sock", "steering": false, "apiTimeout": "1m30s",
+	  "socketPath": "/run/steer/steerd.sock", "steering": false, "apiTimeout": "1m30s", "delegateTimeout": "45s",
 	  "bpffsRoot": "/sys/fs/bpf/x", "logOptions": {"maxAge": 5}, "prevResult": null
 	}`)
 	c, err := ParseConf(in)
@@ -66,6 +66,7 @@ func TestParseConfAllKeys(t *testing.T) {
 		{"SocketPath", c.SocketPath, "/run/steer/steerd.sock"},
 		{"Steering", c.Steering, false},
 		{"APITimeout", c.APITimeout, 90 * time.Second},
+		{"DelegateTimeout", c.DelegateTimeout, 45 * time.Second},
 		{"BPFFSRoot", c.BPFFSRoot, "/sys/fs/bpf/x"},
 		{"Unknown", c.Unknown, map[string]json.RawMessage{"logOptions": json.RawMessage(`{"maxAge": 5}`), "prevResult": json.RawMessage(`null`)}},
 	}
@@ -162,6 +163,7 @@ func TestParseConfErrors(t *testing.T) {
 		{"zero duration", `{"clusterNetwork":"n","apiTimeout":"0s"}`, codeInvalid, []string{`"apiTimeout"`}},
 		{"negative duration", `{"clusterNetwork":"n","apiTimeout":"-1s"}`, codeInvalid, []string{`"apiTimeout"`}},
 		{"numeric duration", `{"clusterNetwork":"n","apiTimeout":10}`, codeDecode, []string{`"apiTimeout"`}},
+		{"bad delegate timeout", `{"clusterNetwork":"n","delegateTimeout":"forever"}`, codeInvalid, []string{`"delegateTimeout"`, "forever"}},
 		{"bad logLevel", `{"clusterNetwork":"n","logLevel":"loud"}`, codeInvalid, []string{`"logLevel"`, "loud"}},
 		{"relative bpffsRoot", `{"clusterNetwork":"n","bpffsRoot":"bpf"}`, codeInvalid, []string{`"bpffsRoot"`}},
 		{"relative socket", `{"clusterNetwork":"n","socketPath":"steerd.sock"}`, codeInvalid, []string{`"socketPath"`}},

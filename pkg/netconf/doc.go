@@ -94,6 +94,9 @@
 //     networks exactly as Multus would. Default true.
 //   - apiTimeout: timeout of apiserver calls, a Go duration ("500ms", "10s").
 //     Default "10s".
+//   - delegateTimeout: how long one delegate network's ADD, DEL, CHECK, GC or
+//     STATUS may run before its plugin is killed and the verb fails (a hung
+//     IPAM must not hang the pod's sandbox forever). Default "1m".
 //   - bpffsRoot: absolute path where programs and maps are pinned. Default
 //     /sys/fs/bpf/steer.
 //
