@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
@@ -24,6 +25,9 @@ func init() {
 }
 
 func main() {
+	if proceed, code := checkEnv(); !proceed {
+		os.Exit(code)
+	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add: func(args *skel.CmdArgs) error {
 			return run(args, "ADD", func(ctx context.Context, e *engine.Engine, conf *netconf.Conf) error {

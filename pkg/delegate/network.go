@@ -28,6 +28,18 @@ func (n *Network) Types() []string {
 	return out
 }
 
+// PluginTypes lists every binary the network runs: each plugin's type and IPAM type.
+func (n *Network) PluginTypes() []string {
+	var out []string
+	for _, p := range n.list.Plugins {
+		out = append(out, p.Network.Type)
+		if p.Network.IPAM.Type != "" {
+			out = append(out, p.Network.IPAM.Type)
+		}
+	}
+	return out
+}
+
 // Capabilities reports the capabilities any plugin of the network declares.
 func (n *Network) Capabilities() map[string]bool {
 	caps := map[string]bool{}

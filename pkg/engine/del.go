@@ -20,7 +20,10 @@ import (
 func (e *Engine) Del(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs) error {
 	r, err := e.newRequest(conf, args)
 	if err != nil {
-		return err
+		// ADD refuses the same arguments, so nothing can be attached under them; failing
+		// would only make the runtime retry DEL forever and leave the pod Terminating.
+		e.log.Info("DEL: invalid arguments, nothing to delete", "err", err)
+		return nil
 	}
 	entry, err := r.store.read(r.containerID)
 	if errors.Is(err, fs.ErrNotExist) {

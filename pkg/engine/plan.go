@@ -86,6 +86,9 @@ func (e *Engine) plan(ctx context.Context, r *request, pod *k8s.Pod, pre *ahead)
 		if a.net, err = delegate.Parse(a.conf, r.conf.CNIVersion); err != nil {
 			return nil, withCode(types.ErrInvalidNetworkConfig, fmt.Sprintf("network %q", a.network), err)
 		}
+		if err := refuseMetaPlugins(a); err != nil {
+			return nil, err
+		}
 		if err := r.runner.FindPlugins(a.net); err != nil {
 			return nil, cniError(types.ErrInvalidNetworkConfig, "%v", err)
 		}
@@ -229,6 +232,23 @@ func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod,
 		atts = append(atts, a)
 	}
 	return atts, nil
+}
+
+// metaPlugins read their own binDir, cniDir, kubeconfig and delegates from their config. As a
+// delegate, the config is a NetworkAttachmentDefinition, which whoever may create one in a
+// namespace controls: a nested steer with "binDir" pointing at a pod's volume would run any
+// binary as root on the node. Nesting them has no legitimate use.
+var metaPlugins = map[string]bool{"steer": true, "multus": true, "multus-shim": true}
+
+// refuseMetaPlugins rejects a network whose plugins or IPAM include a meta plugin.
+func refuseMetaPlugins(a *attachment) error {
+	for _, typ := range a.net.PluginTypes() {
+		if metaPlugins[typ] {
+			return cniError(types.ErrInvalidNetworkConfig,
+				"network %q: plugin type %q cannot be a delegate (it would run with the network's own binDir and delegates)", a.network, typ)
+		}
+	}
+	return nil
 }
 
 // fetchNADs resolves the config of every selected NAD, concurrently: each is an apiserver

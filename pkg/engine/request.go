@@ -47,6 +47,11 @@ func (e *Engine) newRequest(conf *netconf.Conf, args *skel.CmdArgs) (*request, e
 	if err := bpffs.ValidContainerID(args.ContainerID); err != nil {
 		return nil, cniError(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID: %v", err)
 	}
+	// The interface name is part of cache and device-info file names, and goes to every
+	// delegate of the cluster network.
+	if err := netconf.ValidateInterfaceName(args.IfName); err != nil {
+		return nil, cniError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
+	}
 	pairs, err := parseCNIArgs(args.Args)
 	if err != nil {
 		return nil, err
@@ -64,6 +69,9 @@ func (e *Engine) newRequest(conf *netconf.Conf, args *skel.CmdArgs) (*request, e
 			r.podUID = kv[1]
 		}
 	}
+	if err := netconf.ValidatePodRef(r.podNamespace, r.podName); err != nil {
+		return nil, cniError(types.ErrInvalidEnvironmentVariables, "CNI_ARGS: %v", err)
+	}
 	r.log = r.log.With("container", shortID(r.containerID))
 	if r.podName != "" {
 		r.log = r.log.With("pod", r.podNamespace+"/"+r.podName)
@@ -80,9 +88,11 @@ func (e *Engine) baseRequest(conf *netconf.Conf, args *skel.CmdArgs) *request {
 			dirs = append(dirs, d)
 		}
 	}
+	runner := delegate.NewRunner(dirs, filepath.Join(conf.CNIDir, libcniCacheDir), e.exec)
+	runner.Timeout = conf.DelegateTimeout
 	return &request{
 		conf:   conf,
-		runner: delegate.NewRunner(dirs, filepath.Join(conf.CNIDir, libcniCacheDir), e.exec),
+		runner: runner,
 		store:  cacheStore{dir: conf.CNIDir},
 		log:    e.log,
 	}

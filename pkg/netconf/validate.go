@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -12,9 +13,10 @@ import (
 const MaxInterfaceNameLen = 15
 
 // ValidateInterfaceName applies the kernel's dev_valid_name rules (length,
-// "." and "..", '/', ':' and whitespace) and also refuses control bytes and
-// invalid UTF-8, which the kernel would accept but which only ever come from
-// a mistake.
+// "." and "..", '/', ':' and whitespace) and also refuses control bytes,
+// invalid UTF-8 and invisible characters (zero-width, bidi overrides): the
+// kernel would accept them, but they only come from a mistake or from
+// someone making "eth0\u200b" look like eth0 in every listing.
 func ValidateInterfaceName(name string) error {
 	switch {
 	case name == "":
@@ -33,6 +35,24 @@ func ValidateInterfaceName(name string) error {
 		if c := name[i]; c <= ' ' || c == 0x7f || c == 0xa0 || c == '/' || c == ':' {
 			return fmt.Errorf("interface name %q contains %q: '/', ':', whitespace and control characters are not allowed", name, c)
 		}
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("interface name %q contains the invisible character %U", name, r)
+		}
+	}
+	return nil
+}
+
+// ValidatePodRef checks the pod namespace and name a runtime passes in CNI_ARGS: they go into
+// apiserver paths and logs, so anything Kubernetes could not have named is refused. Empty
+// values are fine: outside Kubernetes there are none.
+func ValidatePodRef(namespace, name string) error {
+	if namespace != "" && !isDNS1123Label(namespace) {
+		return fmt.Errorf("pod namespace %q is not a Kubernetes namespace name", namespace)
+	}
+	if name != "" && !isDNS1123Subdomain(name) {
+		return fmt.Errorf("pod name %q is not a Kubernetes object name", name)
 	}
 	return nil
 }
