@@ -47,8 +47,8 @@ func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logge
 	return &Server{log: log, cache: cache, metrics: reg, slots: make(chan struct{}, workers)}
 }
 
-// Serve listens on socket (root-only, 0600) until ctx ends. A stale socket left by a killed
-// daemon is replaced.
+// Serve listens on socket (root-only: 0600, and peers checked with SO_PEERCRED) until ctx
+// ends. A stale socket left by a killed daemon is replaced.
 func (s *Server) Serve(ctx context.Context, socket string) error {
 	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
 		return err
@@ -64,6 +64,7 @@ func (s *Server) Serve(ctx context.Context, socket string) error {
 		ln.Close()
 		return err
 	}
+	ln = peerCredListener{Listener: ln, log: s.log}
 	mux := http.NewServeMux()
 	mux.HandleFunc(api.Path, s.handle)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -102,8 +103,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		outcome = "error"
 	}
-	s.metrics.Requests.WithLabelValues(req.Command, outcome).Observe(time.Since(start).Seconds())
+	s.metrics.Requests.WithLabelValues(verbLabel(req.Command), outcome).Observe(time.Since(start).Seconds())
 	reply(w, res, err)
+}
+
+// verbLabel is the metric label of a command: the client chooses it, and each distinct label
+// value would be a new time series for as long as steerd runs.
+func verbLabel(command string) string {
+	switch command {
+	case "ADD", "DEL", "CHECK", "GC", "STATUS":
+		return command
+	}
+	return "unknown"
 }
 
 // run takes a worker slot, then the container's lock, then runs the verb.
