@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -10,14 +11,16 @@ import (
 
 // Objects is one pod's loaded collection.
 type Objects struct {
-	steerObjects
+	// Programs and maps only: the variables are folded into Config at load (foldVariables).
+	steerPrograms
+	steerMaps
 	// Config is the .rodata map holding the load-time configuration, pinned for inspection.
 	Config *ebpf.Map
 }
 
 // Close releases the process's references; pinned objects stay.
 func (o *Objects) Close() error {
-	return errors.Join(o.steerObjects.Close(), o.Config.Close())
+	return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close(), o.Config.Close())
 }
 
 // Load loads the programs and maps for cfg. The caller closes the returned objects; what must
@@ -33,6 +36,9 @@ func Load(cfg Config) (*Objects, error) {
 	if err := configure(spec, &cfg); err != nil {
 		return nil, err
 	}
+	if err := foldVariables(spec); err != nil {
+		return nil, err
+	}
 
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
@@ -45,11 +51,50 @@ func Load(cfg Config) (*Objects, error) {
 	defer coll.Close()
 
 	objs := &Objects{Config: coll.DetachMap(".rodata")}
-	if err := coll.Assign(&objs.steerObjects); err != nil {
+	err = errors.Join(coll.Assign(&objs.steerPrograms), coll.Assign(&objs.steerMaps))
+	if err != nil {
+		_ = objs.steerPrograms.Close()
 		objs.Config.Close()
 		return nil, fmt.Errorf("assign steer objects: %w", err)
 	}
 	return objs, nil
+}
+
+// foldVariables writes the variables' values into their sections and removes them from spec,
+// so that NewCollection memory-maps none of them. A mapping is only released by the garbage
+// collector, and it keeps its map alive in the kernel: steerd would hold two maps per attached
+// pod until its next GC, and a burst of pods would pin kernel memory for minutes.
+func foldVariables(spec *ebpf.CollectionSpec) error {
+	sections := map[string][]byte{}
+	for _, v := range spec.Variables {
+		data, ok := sections[v.SectionName]
+		if !ok {
+			ms := spec.Maps[v.SectionName]
+			if ms == nil {
+				return fmt.Errorf("variable %s: no section %s", v.Name, v.SectionName)
+			}
+			if len(ms.Contents) == 0 && !slices.ContainsFunc(v.Value, func(b byte) bool { return b != 0 }) {
+				continue // zero in a zero-filled section (.bss): nothing to write
+			}
+			if len(ms.Contents) != 1 {
+				return fmt.Errorf("variable %s: section %s has %d entries, want 1", v.Name, v.SectionName, len(ms.Contents))
+			}
+			raw, ok := ms.Contents[0].Value.([]byte)
+			if !ok {
+				return fmt.Errorf("variable %s: section %s holds %T", v.Name, v.SectionName, ms.Contents[0].Value)
+			}
+			data = slices.Clone(raw) // the parsed spec shares it
+			sections[v.SectionName] = data
+			ms.Contents = []ebpf.MapKV{{Key: ms.Contents[0].Key, Value: data}}
+		}
+		end := int(v.Offset) + len(v.Value)
+		if end > len(data) {
+			return fmt.Errorf("variable %s exceeds section %s", v.Name, v.SectionName)
+		}
+		copy(data[v.Offset:end], v.Value)
+	}
+	spec.Variables = nil
+	return nil
 }
 
 // parsedSpec parses the embedded object once per process: steerd loads a collection per pod

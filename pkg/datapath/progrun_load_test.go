@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -96,3 +97,33 @@ func TestProgRunContextLayout(t *testing.T) {
 
 // prL4 is a transport header: "tcp" (an ACK), "udp" or "icmp" (an echo request with sport as
 // its id, or a reply when reply is set).
+
+// TestLoadCloseUnmapsEverything: after Close, the process maps none of the collection's maps
+// into memory. A memory-mapped variable keeps its map alive in the kernel until the garbage
+// collector unmaps it: steerd would hold two maps per pod it attached.
+func TestLoadCloseUnmapsEverything(t *testing.T) {
+	prSkipUnlessRoot(t)
+	before := mappedBPFMaps(t)
+	for range 3 {
+		objs, err := Load(Config{Interfaces: []Interface{{Name: "eth0", Index: 2, MTU: 1500, Primary: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := objs.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := mappedBPFMaps(t); after != before {
+		t.Errorf("BPF maps mapped into the process: %d before, %d after three Load/Close", before, after)
+	}
+}
+
+// mappedBPFMaps counts the process's memory mappings of BPF maps.
+func mappedBPFMaps(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte("anon_inode:bpf-map"))
+}
