@@ -21,8 +21,11 @@ import (
 type apiServer struct {
 	proc  *process
 	url   string
+	port  int
 	token string // admin bearer token, group system:masters
 	ca    []byte // PEM of the serving CA; nil when none could be verified
+	// launch starts kube-apiserver on port with the same flags, files and certificates.
+	launch func(port int) (*process, probeFunc, error)
 }
 
 // startAPIServer runs kube-apiserver on loopback against etcdURL and waits for /readyz.
@@ -50,13 +53,14 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 	defer probeClient.CloseIdleConnections()
 
 	s := &apiServer{token: token}
-	s.proc, err = startOnFreePorts(ctx, 1, func(ports []int) (*process, probeFunc, error) {
-		s.url = "https://127.0.0.1:" + strconv.Itoa(ports[0])
+	s.launch = func(port int) (*process, probeFunc, error) {
+		s.port = port
+		s.url = "https://127.0.0.1:" + strconv.Itoa(port)
 		args := []string{
 			"--etcd-servers=" + etcdURL,
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(ports[0]),
+			"--secure-port=" + strconv.Itoa(port),
 			// No kubernetes Service/Endpoints upkeep: nothing here routes to the apiserver.
 			"--endpoint-reconciler-type=none",
 			"--cert-dir=" + certDir,
@@ -75,7 +79,8 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 			return httpOK(ctx, probeClient, s.url+"/readyz", token)
 		}
 		return p, probe, err
-	})
+	}
+	s.proc, err = startOnFreePorts(ctx, 1, func(ports []int) (*process, probeFunc, error) { return s.launch(ports[0]) })
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,8 @@ type Cluster struct {
 	client     kubernetes.Interface
 	kubeconfig string
 
+	// apiMu guards api.proc, which StopAPIServer and StartAPIServer replace.
+	apiMu    sync.Mutex
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -103,9 +105,11 @@ func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
 		// The apiserver first, so it does not log etcd errors for its last moments.
+		c.apiMu.Lock()
 		if c.api != nil && c.api.proc != nil {
 			errs = append(errs, c.api.proc.kill(stopTimeout))
 		}
+		c.apiMu.Unlock()
 		if c.etcd != nil {
 			errs = append(errs, c.etcd.kill(stopTimeout))
 		}
@@ -135,4 +139,41 @@ func (c *Cluster) Host() string { return c.api.url }
 func (c *Cluster) Dir() string { return c.dir }
 
 // PIDs are the process ids of etcd and kube-apiserver (each leads its own process group).
-func (c *Cluster) PIDs() []int { return []int{c.etcd.pid(), c.api.proc.pid()} }
+func (c *Cluster) PIDs() []int {
+	c.apiMu.Lock()
+	defer c.apiMu.Unlock()
+	return []int{c.etcd.pid(), c.api.proc.pid()}
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL, as a crash or a node reboot would) and leaves
+// etcd running, so that clients see the control plane go away. StartAPIServer brings it back.
+func (c *Cluster) StopAPIServer() error {
+	c.apiMu.Lock()
+	defer c.apiMu.Unlock()
+	if c.api.proc.exited() {
+		return nil
+	}
+	c.log.Info("stopping kube-apiserver", "pid", c.api.proc.pid())
+	return c.api.proc.kill(stopTimeout)
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the same port with the
+// same certificates and tokens, so that existing kubeconfigs and clients keep working, and waits
+// until it is ready. It does nothing while the apiserver runs.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	c.apiMu.Lock()
+	defer c.apiMu.Unlock()
+	if !c.api.proc.exited() {
+		return nil
+	}
+	p, probe, err := c.api.launch(c.api.port)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, p, probe); err != nil {
+		return errors.Join(err, p.kill(stopTimeout))
+	}
+	c.api.proc = p
+	c.log.Info("kube-apiserver restarted", "url", c.api.url, "pid", p.pid())
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/pkg/localcluster"
@@ -78,6 +79,8 @@ func TestStartStop(t *testing.T) {
 		t.Fatalf("kubectl get net-attach-def: %v\n%s", err, out)
 	}
 
+	restartAPIServer(ctx, t, c)
+
 	pids := c.PIDs()
 	dir := c.Dir()
 	start = time.Now()
@@ -100,6 +103,31 @@ func TestStartStop(t *testing.T) {
 	}
 	if err := c.Stop(); err != nil {
 		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// restartAPIServer: with the apiserver killed, clients fail; started again, the same client
+// (same URL, CA and token) works and the objects written before are still there (etcd kept them).
+func restartAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster) {
+	t.Helper()
+	nss := c.Client().CoreV1().Namespaces()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "survives-restart"}}
+	if _, err := nss.Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StopAPIServer(); err != nil {
+		t.Fatalf("StopAPIServer: %v", err)
+	}
+	if _, err := c.Client().Discovery().ServerVersion(); err == nil {
+		t.Fatal("the apiserver still answers after StopAPIServer")
+	}
+	start := time.Now()
+	if err := c.StartAPIServer(ctx); err != nil {
+		t.Fatalf("StartAPIServer: %v", err)
+	}
+	t.Logf("apiserver restarted in %s", time.Since(start).Round(time.Millisecond))
+	if _, err := nss.Get(ctx, ns.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("after the restart: %v", err)
 	}
 }
 
