@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,8 @@ type Kubelet struct {
 	NodeNS ns.NetNS
 	Host   HostRoot
 	Client kubernetes.Interface
+	// Exec runs the plugin; nil forks and executes it as a runtime does.
+	Exec   invoke.Exec
 	prefix string
 }
 
@@ -51,35 +54,40 @@ func (k *Kubelet) RunPod(ctx context.Context, pod *corev1.Pod) (_ *Pod, err erro
 			err = errors.Join(err, p.Remove())
 		}
 	}()
+	if p.Result, err = k.Add(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, p.WaitAddresses(ctx)
+}
+
+// Add runs CNI ADD for the pod's sandbox, from the node's namespace, as the runtime does.
+func (k *Kubelet) Add(ctx context.Context, p *Pod) (res types.Result, err error) {
 	list, rt, err := k.cni(p)
 	if err != nil {
 		return nil, err
 	}
-	var res types.Result
 	err = k.NodeNS.Do(func(ns.NetNS) (err error) {
-		res, err = libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), nil).AddNetworkList(ctx, list, rt)
+		res, err = libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec).AddNetworkList(ctx, list, rt)
 		return err
 	})
+	return res, err
+}
+
+// Del runs CNI DEL for the pod's sandbox.
+func (k *Kubelet) Del(ctx context.Context, p *Pod) error {
+	list, rt, err := k.cni(p)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	p.Result = res
-	return p, p.WaitAddresses(ctx)
+	return k.NodeNS.Do(func(ns.NetNS) error {
+		return libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec).DelNetworkList(ctx, list, rt)
+	})
 }
 
 // StopPod runs CNI DEL, removes the sandbox and deletes the pod object.
 func (k *Kubelet) StopPod(ctx context.Context, p *Pod) error {
-	var errs []error
-	list, rt, err := k.cni(p)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		errs = append(errs, k.NodeNS.Do(func(ns.NetNS) error {
-			return libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), nil).DelNetworkList(ctx, list, rt)
-		}))
-	}
-	errs = append(errs, p.Remove())
-	err = k.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	errs := []error{k.Del(ctx, p), p.Remove()}
+	err := k.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, err)
 	}

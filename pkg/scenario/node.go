@@ -72,6 +72,8 @@ type SteerOptions struct {
 	BPFFSRoot  string
 	Steering   bool
 	LogLevel   string // the plugin's; empty: its default
+	// Extra are further plugin keys (e.g. "delegateTimeout").
+	Extra map[string]any
 }
 
 // InstallPlugin puts the plugin binary in the node's CNI bin dir, as steerd's init container
@@ -104,6 +106,9 @@ func (h HostRoot) InstallSteer(pluginBinary string, o SteerOptions) error {
 	}
 	if o.SocketPath != "" {
 		plugin["socketPath"] = o.SocketPath
+	}
+	for k, v := range o.Extra {
+		plugin[k] = v
 	}
 	return install.WriteConfig(install.Config{ConfDir: h.ConfDir(), Plugin: plugin}, primary)
 }

@@ -40,6 +40,8 @@ type SteerdOptions struct {
 	BPFFSRoot  string
 	Steering   bool
 	LogLevel   string // the plugin's
+	// Extra are further plugin keys (e.g. "delegateTimeout").
+	Extra map[string]any
 }
 
 // StartSteerd starts steerd for node i of host, waits until its socket answers and its CNI
@@ -56,6 +58,9 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 	}
 	if o.LogLevel != "" {
 		plugin["logLevel"] = o.LogLevel
+	}
+	for k, v := range o.Extra {
+		plugin[k] = v
 	}
 	pc, err := json.Marshal(plugin)
 	if err != nil {
