@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins tools
@@ -71,8 +71,22 @@ lint: $(STATICCHECK)
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
 test: deps check-generated lint test-go
 
+# pkg/soak counts the machine's BPF objects and plugin processes: it runs alone, after the rest.
 test-go:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /pkg/soak$$)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./pkg/soak
+
+SOAK_CYCLES ?= 5000
+SOAK_WORKERS ?= 4
+FUZZTIME ?= 60s
+SOAK_REPORT ?= benchmarks/results/soak.md
+## soak: churn, faults and hostile input at full size (SOAK_CYCLES per mode), then every fuzzer for FUZZTIME
+soak: deps
+	$(GO) test -count=1 -timeout 150m -v -run '^TestSoak$$' ./pkg/soak -args \
+		-soak.cycles=$(SOAK_CYCLES) -soak.workers=$(SOAK_WORKERS) -soak.fault-every=10 -soak.report=$(abspath $(SOAK_REPORT))
+	$(GO) test -count=1 -run '^(TestHostileInput|TestBadInput)$$' ./cmd/steer
+	$(GO) test -count=1 -run '^(TestPeerCred|TestServeHostileArguments)$$' ./pkg/daemon
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 ## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
 demo: deps build
