@@ -143,9 +143,7 @@ func serveThick(ctx context.Context, f runFlags, reg *metrics.Registry, log *slo
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	c, err := daemon.NewCache(sctx, dyn, f.nodeName)
+	c, err := daemon.NewCache(ctx, dyn, f.nodeName, 2*time.Minute)
 	if err != nil {
 		return err
 	}

@@ -29,8 +29,10 @@ type Cache struct {
 // resync is how often informers replay their cache; the watch keeps it current between.
 const resync = 10 * time.Minute
 
-// NewCache starts the informers and waits for their first sync (bounded by ctx).
-func NewCache(ctx context.Context, dyn dynamic.Interface, node string) (*Cache, error) {
+// NewCache starts the informers, which run until ctx ends, and waits at most syncTimeout for
+// their first sync. The two must not share a deadline: informers stopped by a start-up timeout
+// leave a cache that silently stops following the cluster.
+func NewCache(ctx context.Context, dyn dynamic.Interface, node string, syncTimeout time.Duration) (*Cache, error) {
 	podFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, resync, metav1.NamespaceAll,
 		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
@@ -45,8 +47,10 @@ func NewCache(ctx context.Context, dyn dynamic.Interface, node string) (*Cache, 
 	}
 	podFactory.Start(ctx.Done())
 	nadFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), pods.Informer().HasSynced, nads.Informer().HasSynced) {
-		return nil, fmt.Errorf("informer caches did not sync: %w", ctx.Err())
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(sctx.Done(), pods.Informer().HasSynced, nads.Informer().HasSynced) {
+		return nil, fmt.Errorf("informer caches did not sync within %s: %w", syncTimeout, sctx.Err())
 	}
 	return &Cache{pods: pods.Lister(), nads: nads.Lister(), api: k8s.NewPodClient(dyn), nadAPI: k8s.NewNADClient(dyn)}, nil
 }

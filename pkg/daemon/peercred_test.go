@@ -65,9 +65,7 @@ func startServer(t *testing.T, socket string) *testServer {
 		k8s.PodResource: "PodList",
 		k8s.NADResource: "NetworkAttachmentDefinitionList",
 	})
-	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
-	c, err := NewCache(syncCtx, dyn, "node-a")
-	syncCancel()
+	c, err := NewCache(ctx, dyn, "node-a", 30*time.Second)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
