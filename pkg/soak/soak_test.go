@@ -100,7 +100,9 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak campaign:\n%s", table.String())
 	fmt.Print(table.String())
 	if *reportFile != "" {
-		if err := os.WriteFile(*reportFile, table.Bytes(), 0o644); err != nil {
+		head := fmt.Sprintf("# Soak campaign, %s\n\n`make soak`: %d ADD/DEL cycles per mode, %d pods at a time, a per-pod fault every %d cycles; pods with the cluster network and two secondary networks (macvlan, host-local IPv4 + IPv6, steered). Leftovers are counted against the nodes before the churn; latencies are of cycles without a fault.\n\n",
+			time.Now().Format("2006-01-02"), *cycles, *workers, *faultEvery)
+		if err := os.WriteFile(*reportFile, append([]byte(head), table.Bytes()...), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
