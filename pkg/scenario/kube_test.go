@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,13 @@ import (
 	"github.com/steernet/steer/pkg/testutil/nstest"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) {
+	kubetest.Main(m, func() {
+		if plugin.dir != "" {
+			_ = os.RemoveAll(plugin.dir) // the plugin and steerd binaries
+		}
+	})
+}
 
 var plugin struct {
 	once sync.Once

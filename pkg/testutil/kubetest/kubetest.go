@@ -36,14 +36,17 @@ var (
 	startErr error
 )
 
-// Main runs the tests, stops the cluster if one was started, and exits with the tests' code.
-// Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, then cleanups (for what lives as long as the test binary), stops the
+// cluster if one was started, and exits with the tests' code. Call it from TestMain.
+func Main(m *testing.M, cleanups ...func()) {
 	mu.Lock()
 	inMain = true
 	mu.Unlock()
 
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
