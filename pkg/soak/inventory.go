@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -30,6 +32,10 @@ type Inventory struct {
 	BPFPrograms int // loaded in the kernel, counted with bpftool
 	BPFMaps     int
 	Processes   int // plugins (and their children) still running from the nodes' bin dirs
+	// Orphans are such processes whose parent died (re-parented to init): delegates of a
+	// SIGKILLed steerd still running. Reported apart: they are the killed daemon's, not a leak
+	// of Steer's clean-up.
+	Orphans []int
 }
 
 // Scope says where an Inventory looks.
@@ -80,7 +86,7 @@ func Take(s Scope) (Inventory, error) {
 	errs = append(errs, err)
 	inv.BPFMaps, err = bpftoolCount("map")
 	errs = append(errs, err)
-	inv.Processes, err = processesFrom(s.BinDirs)
+	inv.Processes, inv.Orphans, err = processesFrom(s.BinDirs)
 	errs = append(errs, err)
 	return inv, errors.Join(errs...)
 }
@@ -97,6 +103,7 @@ func (inv Inventory) Sub(base Inventory) Inventory {
 		BPFPrograms: inv.BPFPrograms - base.BPFPrograms,
 		BPFMaps:     inv.BPFMaps - base.BPFMaps,
 		Processes:   inv.Processes - base.Processes,
+		Orphans:     inv.Orphans,
 	}
 }
 
@@ -109,8 +116,11 @@ func (inv Inventory) Rows() [][2]any {
 	}
 }
 
-// Zero reports whether every count is 0.
-func (inv Inventory) Zero() bool { return inv == Inventory{} }
+// Zero reports whether every count is 0 (orphans aside).
+func (inv Inventory) Zero() bool {
+	inv.Orphans = nil
+	return reflect.ValueOf(inv).IsZero()
+}
 
 func countLinksRoutes(n ns.NetNS) (links, routes int, err error) {
 	err = n.Do(func(ns.NetNS) error {
@@ -172,21 +182,40 @@ func bpftoolCount(object string) (int, error) {
 // processesFrom counts processes started from one of dirs: runtimes and libcni put the
 // plugin's path in argv[0] (the bin dirs hold symlinks, so the executable itself would name the
 // shared plugin cache).
-func processesFrom(dirs []string) (int, error) {
+func processesFrom(dirs []string) (n int, orphans []int, err error) {
 	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	n := 0
 	for _, p := range cmdlines {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // gone meanwhile
 		}
 		argv0, _, _ := strings.Cut(string(b), "\x00")
-		if slices.ContainsFunc(dirs, func(d string) bool { return strings.HasPrefix(argv0, d+"/") }) {
-			n++
+		if !slices.ContainsFunc(dirs, func(d string) bool { return strings.HasPrefix(argv0, d+"/") }) {
+			continue
 		}
+		if st, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat")); err == nil && parentPID(string(st)) == 1 {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			orphans = append(orphans, pid)
+			continue
+		}
+		n++
 	}
-	return n, nil
+	return n, orphans, nil
+}
+
+// parentPID reads the ppid from /proc/<pid>/stat ("pid (comm) state ppid ...").
+func parentPID(stat string) int {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

@@ -75,6 +75,7 @@ func WriteTable(w io.Writer, phases []Phase) {
 	for i, r := range (Inventory{}).Rows() {
 		row("leftover "+r[0].(string), func(p Phase) string { return fmt.Sprint(p.Leftovers.Rows()[i][1]) })
 	}
+	row("delegates orphaned by the SIGKILLed steerd, still running (killed at the end)", func(p Phase) string { return strconv.Itoa(len(p.Leftovers.Orphans)) })
 	row("ADD p50 / p99 (no fault)", func(p Phase) string { return percentiles(p.Add) })
 	row("DEL p50 / p99 (no fault)", func(p Phase) string { return percentiles(p.Del) })
 	daemon := func(name string, f func(d *DaemonStats) string) {

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,6 +109,9 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	for _, p := range phases {
+		for _, pid := range p.Leftovers.Orphans {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		for _, msg := range p.Errors {
 			t.Errorf("%s mode: %s", p.Mode, msg)
 		}
@@ -136,7 +141,7 @@ func baseline(t *testing.T, e *Env) Inventory {
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(time.Second)
 		cur := take(t, e)
-		if cur == prev {
+		if reflect.DeepEqual(cur, prev) {
 			return cur
 		}
 		prev = cur
