@@ -1,13 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/steernet/steer/pkg/bpffs"
-	"github.com/steernet/steer/pkg/netconf"
+	"github.com/steernet/steer/pkg/engine"
 )
 
 // checkEnv runs Steer's checks of CNI_CONTAINERID and CNI_IFNAME before skel's. skel refuses
@@ -19,18 +17,15 @@ func checkEnv() (proceed bool, exitCode int) {
 	if cmd != "ADD" && cmd != "DEL" && cmd != "CHECK" {
 		return true, 0
 	}
-	var err error
-	if e := bpffs.ValidContainerID(os.Getenv("CNI_CONTAINERID")); e != nil {
-		err = fmt.Errorf("CNI_CONTAINERID: %w", e)
-	} else if e := netconf.ValidateInterfaceName(os.Getenv("CNI_IFNAME")); e != nil {
-		err = fmt.Errorf("CNI_IFNAME: %w", e)
-	}
+	err := engine.ValidateIdentity(os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"))
 	switch {
 	case err == nil:
 		return true, 0
 	case cmd == "DEL":
 		return false, 0
 	}
-	_ = types.NewError(types.ErrInvalidEnvironmentVariables, err.Error(), "").Print()
+	if te, ok := err.(*types.Error); ok {
+		_ = te.Print()
+	}
 	return false, 1
 }
