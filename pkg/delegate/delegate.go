@@ -89,11 +89,11 @@ func (r *Runner) FindPlugins(n *Network) error {
 // Add runs ADD of every plugin of n in order and returns the result as a 1.x current.Result,
 // whatever version the plugins returned.
 func (r *Runner) Add(ctx context.Context, n *Network, t Target) (*current.Result, error) {
-	ctx, cancel := r.bound(ctx)
+	bctx, cancel := r.bound(ctx)
 	defer cancel()
-	res, err := r.cni.AddNetworkList(ctx, n.list, t.runtimeConf())
+	res, err := r.cni.AddNetworkList(bctx, n.list, t.runtimeConf())
 	if err != nil {
-		return nil, r.explain(ctx, n, "ADD", err)
+		return nil, r.explain(ctx, bctx, n, "ADD", err)
 	}
 	cur, err := ToCurrent(res)
 	if err != nil {
@@ -105,9 +105,9 @@ func (r *Runner) Add(ctx context.Context, n *Network, t Target) (*current.Result
 // Del runs DEL of every plugin of n in reverse order. libcni passes the result it cached at
 // ADD as prevResult.
 func (r *Runner) Del(ctx context.Context, n *Network, t Target) error {
-	ctx, cancel := r.bound(ctx)
+	bctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.explain(ctx, n, "DEL", r.cni.DelNetworkList(ctx, n.list, t.runtimeConf()))
+	return r.explain(ctx, bctx, n, "DEL", r.cni.DelNetworkList(bctx, n.list, t.runtimeConf()))
 }
 
 // Check runs CHECK of every plugin of n. Versions before 0.4.0 have no CHECK: it then
@@ -116,9 +116,9 @@ func (r *Runner) Check(ctx context.Context, n *Network, t Target) error {
 	if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "0.4.0"); !ok {
 		return nil
 	}
-	ctx, cancel := r.bound(ctx)
+	bctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.explain(ctx, n, "CHECK", r.cni.CheckNetworkList(ctx, n.list, t.runtimeConf()))
+	return r.explain(ctx, bctx, n, "CHECK", r.cni.CheckNetworkList(bctx, n.list, t.runtimeConf()))
 }
 
 // GC deletes the attachments libcni cached for n that are not in valid, then (from CNI
@@ -127,17 +127,17 @@ func (r *Runner) GC(ctx context.Context, n *Network, valid []types.GCAttachment)
 	if valid == nil {
 		valid = []types.GCAttachment{} // nil means "no list": plugins must not guess
 	}
-	ctx, cancel := r.bound(ctx)
+	bctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.explain(ctx, n, "GC", r.cni.GCNetworkList(ctx, n.list, &libcni.GCArgs{ValidAttachments: valid}))
+	return r.explain(ctx, bctx, n, "GC", r.cni.GCNetworkList(bctx, n.list, &libcni.GCArgs{ValidAttachments: valid}))
 }
 
 // Status asks every plugin of n whether it is ready (CNI 1.1.0 on; older versions are
 // assumed ready).
 func (r *Runner) Status(ctx context.Context, n *Network) error {
-	ctx, cancel := r.bound(ctx)
+	bctx, cancel := r.bound(ctx)
 	defer cancel()
-	return r.explain(ctx, n, "STATUS", r.cni.GetStatusNetworkList(ctx, n.list))
+	return r.explain(ctx, bctx, n, "STATUS", r.cni.GetStatusNetworkList(bctx, n.list))
 }
 
 // bound applies Timeout to ctx.
@@ -152,9 +152,10 @@ func (r *Runner) bound(ctx context.Context) (context.Context, context.CancelFunc
 var ErrTimeout = errors.New("delegate timed out")
 
 // explain turns the kill of a plugin that outlived Timeout ("signal: killed") into an error
-// that names the network and the limit; other errors are returned as they are.
-func (r *Runner) explain(ctx context.Context, n *Network, verb string, err error) error {
-	if err == nil || r.Timeout <= 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+// that names the network and the limit; other errors, including the caller's own deadline
+// (parent), are returned as they are.
+func (r *Runner) explain(parent, bounded context.Context, n *Network, verb string, err error) error {
+	if err == nil || parent.Err() != nil || !errors.Is(bounded.Err(), context.DeadlineExceeded) {
 		return err
 	}
 	return fmt.Errorf("%w: %s of network %q (%v) did not finish within %s and was killed: %v", ErrTimeout, verb, n.Name, n.Types(), r.Timeout, err)
