@@ -35,11 +35,7 @@ func NewKubelet(topo *Topology, i int, host HostRoot, client kubernetes.Interfac
 // RunPod creates the pod object (bound to this node) and its sandbox, and runs CNI ADD. On
 // failure the sandbox is removed and the error is the plugin's.
 func (k *Kubelet) RunPod(ctx context.Context, pod *corev1.Pod) (_ *Pod, err error) {
-	pod = pod.DeepCopy()
-	pod.Spec.NodeName = fmt.Sprintf("node-%c", 'a'+k.Node)
-	if len(pod.Spec.Containers) == 0 {
-		pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}
-	}
+	pod = k.Bind(pod)
 	created, err := k.Client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("create pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -58,6 +54,17 @@ func (k *Kubelet) RunPod(ctx context.Context, pod *corev1.Pod) (_ *Pod, err erro
 		return nil, err
 	}
 	return p, p.WaitAddresses(ctx)
+}
+
+// Bind returns a copy of pod scheduled to this node, with a container if it has none, ready to
+// be created in the apiserver.
+func (k *Kubelet) Bind(pod *corev1.Pod) *corev1.Pod {
+	pod = pod.DeepCopy()
+	pod.Spec.NodeName = fmt.Sprintf("node-%c", 'a'+k.Node)
+	if len(pod.Spec.Containers) == 0 {
+		pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}
+	}
+	return pod
 }
 
 // Add runs CNI ADD for the pod's sandbox, from the node's namespace, as the runtime does.

@@ -262,12 +262,8 @@ func (c *cycle) run(ctx context.Context) (time.Duration, bool) {
 
 // createPod creates the pod object and its sandbox, retrying while the apiserver is away.
 func (c *cycle) createPod(ctx context.Context, networks string) (*scenario.Pod, error) {
-	obj := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: c.name, Namespace: c.e.Namespace,
-			Annotations: map[string]string{k8s.NetworksAnnotation: networks}},
-		Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%c", 'a'+c.node),
-			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}},
-	}
+	obj := c.e.Kubelets[c.node].Bind(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: c.name, Namespace: c.e.Namespace,
+		Annotations: map[string]string{k8s.NetworksAnnotation: networks}}})
 	var created *corev1.Pod
 	err := retryAPI(ctx, func() (err error) {
 		created, err = c.e.Cluster.Client().CoreV1().Pods(c.e.Namespace).Create(ctx, obj, metav1.CreateOptions{})

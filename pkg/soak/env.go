@@ -199,7 +199,7 @@ func (e *Env) stopDaemons() error {
 
 // Scope is where the campaign's leftovers would be.
 func (e *Env) Scope() Scope {
-	s := Scope{Nodes: nil, NetnsPrefix: e.Prefix + "p-", BPFFSRoot: e.Layout.Root, IPAMDirs: []string{e.IPAMDir}}
+	s := Scope{NetnsPrefix: e.Prefix + "p-", BPFFSRoot: e.Layout.Root, IPAMDirs: []string{e.IPAMDir}}
 	for i, h := range e.Hosts {
 		s.Nodes = append(s.Nodes, e.Topo.Nodes[i])
 		s.IPAMDirs = append(s.IPAMDirs, h.IPAMDir())
