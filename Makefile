@@ -71,10 +71,10 @@ lint: $(STATICCHECK)
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
 test: deps check-generated lint test-go
 
-# pkg/soak counts the machine's BPF objects and plugin processes: it runs alone, after the rest.
+# internal/testbed/soak counts the machine's BPF objects and plugin processes: it runs alone, after the rest.
 test-go:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /pkg/soak$$)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./pkg/soak
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /internal/testbed/soak$$)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./internal/testbed/soak
 
 SOAK_CYCLES ?= 5000
 SOAK_WORKERS ?= 4
@@ -82,7 +82,7 @@ FUZZTIME ?= 60s
 SOAK_REPORT ?= benchmarks/results/soak.md
 ## soak: churn, faults and hostile input at full size (SOAK_CYCLES per mode), then every fuzzer for FUZZTIME
 soak: deps
-	$(GO) test -count=1 -timeout 150m -v -run '^TestSoak$$' ./pkg/soak -args \
+	$(GO) test -count=1 -timeout 150m -v -run '^TestSoak$$' ./internal/testbed/soak -args \
 		-soak.cycles=$(SOAK_CYCLES) -soak.workers=$(SOAK_WORKERS) -soak.fault-every=10 -soak.report=$(abspath $(SOAK_REPORT))
 	$(GO) test -count=1 -run '^(TestHostileInput|TestBadInput)$$' ./cmd/steer
 	$(GO) test -count=1 -run '^(TestPeerCred|TestServeHostileArguments)$$' ./pkg/daemon

@@ -1,6 +1,6 @@
 // Command benchmarks measures Steer (`make bench`; `go run ./benchmarks -h`):
 //
-//   - the dataplane on pkg/scenario's two-node emulation: iperf3 throughput both ways, UDP and
+//   - the dataplane on internal/testbed/emulation's two-node emulation: iperf3 throughput both ways, UDP and
 //     TCP request/response latency and multicast packet rates, for every way of getting a reply
 //     out of a pod's secondary interface (direct, broken, static routes, policy routing, Steer
 //     TC and XDP), and the cost of Steer on the primary path;

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/steernet/steer/manifests"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

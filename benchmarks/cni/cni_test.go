@@ -17,10 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/pkg/delegate"
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
-	"github.com/steernet/steer/pkg/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 var iterations = flag.Int("iterations", 30, "pods per scenario and path")
@@ -33,7 +33,7 @@ const maxSecondaries = 3
 type sample struct{ add, del []time.Duration }
 
 func BenchmarkCNI(b *testing.B) {
-	n := enginetest.NewNode(b)
+	n := cninode.NewNode(b)
 	namespace := kubetest.Namespace(b)
 	clusterPath := n.WriteConfFile(b, "10-cbr0.conflist", n.BridgeConf("cbr0", "cni0", "10.10.0.0/16", "10.10.0.1"))
 	cluster, err := os.ReadFile(clusterPath)
@@ -43,7 +43,7 @@ func BenchmarkCNI(b *testing.B) {
 	secondaries := make([][]byte, maxSecondaries)
 	for i := range secondaries {
 		name := fmt.Sprintf("net-%d", i+1)
-		c := n.MacvlanConf(name, enginetest.Masters[i%len(enginetest.Masters)], fmt.Sprintf("192.168.%d.0/24", 100+i))
+		c := n.MacvlanConf(name, cninode.Masters[i%len(cninode.Masters)], fmt.Sprintf("192.168.%d.0/24", 100+i))
 		secondaries[i] = []byte(c)
 		n.CreateNAD(b, namespace, name, c)
 		n.WriteConfFile(b, fmt.Sprintf("20-%s.conf", name), c)
@@ -96,7 +96,7 @@ func BenchmarkCNI(b *testing.B) {
 }
 
 // steerOnce attaches one pod through steer and detaches it.
-func steerOnce(b *testing.B, n *enginetest.Node, namespace, name, networks string, conf []byte, s *sample) {
+func steerOnce(b *testing.B, n *cninode.Node, namespace, name, networks string, conf []byte, s *sample) {
 	ann := map[string]string{}
 	if networks != "" {
 		ann[k8s.NetworksAnnotation] = networks
@@ -110,7 +110,7 @@ func steerOnce(b *testing.B, n *enginetest.Node, namespace, name, networks strin
 	}
 	netns := newNS(b)
 	defer destroyNS(b, netns)
-	p := &enginetest.Pod{Namespace: namespace, Name: name, UID: string(pod.UID), ContainerID: "s" + nstest.Suffix() + nstest.Suffix(), NetNS: netns}
+	p := &cninode.Pod{Namespace: namespace, Name: name, UID: string(pod.UID), ContainerID: "s" + nstest.Suffix() + nstest.Suffix(), NetNS: netns}
 	start := time.Now()
 	if _, err := n.Add(b, p, conf); err != nil {
 		b.Fatal(err)
@@ -124,7 +124,7 @@ func steerOnce(b *testing.B, n *enginetest.Node, namespace, name, networks strin
 }
 
 // directOnce runs the same delegates as steer would, straight through libcni.
-func directOnce(b *testing.B, n *enginetest.Node, runner *delegate.Runner, confs [][]byte, s *sample) {
+func directOnce(b *testing.B, n *cninode.Node, runner *delegate.Runner, confs [][]byte, s *sample) {
 	netns := newNS(b)
 	defer destroyNS(b, netns)
 	id := "d" + nstest.Suffix() + nstest.Suffix()

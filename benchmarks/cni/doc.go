@@ -6,6 +6,6 @@
 //	go test -run '^$' -bench . -benchtime 1x ./benchmarks/cni/ [-args -iterations 50]
 //
 // Both paths run from inside a node network namespace; steer reaches the apiserver through
-// the harness's loopback proxy (see package enginetest), which adds a TLS hop a node would
+// the harness's loopback proxy (see package cninode), which adds a TLS hop a node would
 // not have, so the overhead measured is, if anything, too high.
 package cni

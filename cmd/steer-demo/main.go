@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/steernet/steer/pkg/demo"
+	"github.com/steernet/steer/internal/testbed/demo"
 )
 
 func main() {

@@ -12,9 +12,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 // Every bad input fails ADD with a clear CNI error and leaves nothing behind: no link in the
@@ -25,7 +25,7 @@ func TestBadInput(t *testing.T) {
 		name     string
 		networks string // the pod's selection annotation
 		conf     map[string]any
-		prepare  func(*testing.T, *fx, *enginetest.Pod) // after the pod exists
+		prepare  func(*testing.T, *fx, *cninode.Pod) // after the pod exists
 		code     uint
 		msg      string // "NS" is the test namespace
 	}{
@@ -36,7 +36,7 @@ func TestBadInput(t *testing.T) {
 		{name: "NAD in a forbidden namespace", networks: "lan,OTHER/shared", conf: map[string]any{"namespaceIsolation": true},
 			code: types.ErrInvalidNetworkConfig, msg: `namespaceIsolation: pod in namespace "NS" may not use NetworkAttachmentDefinitions of namespace "OTHER"`},
 		{name: "NAD config not JSON", networks: "lan,broken",
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) { f.CreateNAD(t, f.ns, "broken", `{"type": macvlan}`) },
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) { f.CreateNAD(t, f.ns, "broken", `{"type": macvlan}`) },
 			code:    types.ErrDecodingFailure, msg: `network "NS/broken": NetworkAttachmentDefinition "broken": network config: invalid JSON at byte 8`},
 		{name: "two elements with one ifname", networks: "lan@data,mgmt@data",
 			code: types.ErrInvalidNetworkConfig, msg: `"interface": "data" is also requested by element 0`},
@@ -45,20 +45,20 @@ func TestBadInput(t *testing.T) {
 		{name: "ifname with a slash", networks: `[{"name":"lan","interface":"a/b"}]`,
 			code: types.ErrInvalidNetworkConfig, msg: `"interface": interface name "a/b" contains '/'`},
 		{name: "ifname taken in the pod", networks: "lan,mgmt",
-			prepare: func(t *testing.T, f *fx, p *enginetest.Pod) { addVeth(t, p.NetNS, "net2") },
+			prepare: func(t *testing.T, f *fx, p *cninode.Pod) { addVeth(t, p.NetNS, "net2") },
 			code:    types.ErrInvalidNetworkConfig, msg: `interface "net2" already exists in the pod network namespace`},
 		{name: "delegate binary missing", networks: "lan,ipv",
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) {
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) {
 				f.CreateNAD(t, f.ns, "ipv", `{"cniVersion":"1.0.0","type":"ipvlan","master":"eth1","ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}`)
 			},
 			code: types.ErrInvalidNetworkConfig, msg: `plugin "ipvlan" is not in`},
 		{name: "delegate fails", networks: "lan,nomaster",
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) {
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) {
 				f.CreateNAD(t, f.ns, "nomaster", f.MacvlanConf("nomaster", "eth7", "192.168.77.0/24"))
 			},
 			code: types.ErrInternal, msg: `network "NS/nomaster" (net2): plugin type="macvlan" name="nomaster" failed (add)`},
 		{name: "delegate fails half-way through its list", networks: "lan,chain",
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) {
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) {
 				f.CreateNAD(t, f.ns, "chain", `{"cniVersion":"1.0.0","name":"chain","plugins":[
 				  {"type":"macvlan","master":"eth2","ipam":{"type":"host-local","dataDir":"`+f.IPAMDir+`","subnet":"192.168.66.0/24"}},
 				  {"type":"tuning","dataDir":"`+f.Dir+`/tuning","sysctl":{"net.ipv4.conf.IFNAME.no_such_knob":"1"}}]}`)
@@ -67,7 +67,7 @@ func TestBadInput(t *testing.T) {
 		{name: "annotation of 200 KB", networks: "lan," + strings.Repeat("x", 200<<10),
 			code: types.ErrInvalidNetworkConfig, msg: "annotation is 204804 bytes, the limit is 65536"},
 		{name: "annotation of 1 MB", networks: "lan",
-			prepare: func(t *testing.T, f *fx, p *enginetest.Pod) {
+			prepare: func(t *testing.T, f *fx, p *cninode.Pod) {
 				// The apiserver refuses to store it (256 KiB for all annotations), so the
 				// proxy serves it, as a broken or malicious apiserver or cache could.
 				f.Proxy.SetRewrite(func(r *http.Request, body []byte) []byte {
@@ -86,20 +86,20 @@ func TestBadInput(t *testing.T) {
 			},
 			code: types.ErrInvalidNetworkConfig, msg: "annotation is 1048580 bytes, the limit is 65536"},
 		{name: "pod unknown to the apiserver", networks: "lan",
-			prepare: func(t *testing.T, f *fx, p *enginetest.Pod) { p.Name = "no-such-pod" },
+			prepare: func(t *testing.T, f *fx, p *cninode.Pod) { p.Name = "no-such-pod" },
 			code:    types.ErrUnknownContainer, msg: "pod NS/no-such-pod: pod not found"},
 		{name: "apiserver times out", networks: "lan", conf: map[string]any{"apiTimeout": "1s"},
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) {
-				f.Proxy.SetFault(func(*http.Request) int { return enginetest.Hang })
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) {
+				f.Proxy.SetFault(func(*http.Request) int { return cninode.Hang })
 			},
 			code: types.ErrTryAgainLater, msg: "get pod: "},
 		{name: "network-status write fails", networks: "lan,mgmt",
-			prepare: func(t *testing.T, f *fx, _ *enginetest.Pod) {
+			prepare: func(t *testing.T, f *fx, _ *cninode.Pod) {
 				f.Proxy.SetFault(func(r *http.Request) int {
 					if r.Method == http.MethodPatch {
 						return http.StatusServiceUnavailable
 					}
-					return enginetest.Pass
+					return cninode.Pass
 				})
 			},
 			code: types.ErrTryAgainLater, msg: "write network-status"},
@@ -128,7 +128,7 @@ func TestBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("ADD succeeded")
 			}
-			te := enginetest.CNIError(t, err)
+			te := cninode.CNIError(t, err)
 			if want := expand.Replace(tc.msg); te.Code != tc.code || !strings.Contains(te.Msg, want) {
 				t.Errorf("error %d %q\nwant code %d containing %q", te.Code, te.Msg, tc.code, want)
 			}
@@ -137,7 +137,7 @@ func TestBadInput(t *testing.T) {
 			}
 			if tc.name == "ifname taken in the pod" {
 				// The interface was there before: the rollback must not have touched it.
-				if links := enginetest.Links(t, p.NetNS); !slices.Equal(links, []string{"lo", "net2", "net2p"}) {
+				if links := cninode.Links(t, p.NetNS); !slices.Equal(links, []string{"lo", "net2", "net2p"}) {
 					t.Errorf("pod links %v", links)
 				}
 				f.AssertClean(t)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -109,7 +109,7 @@ func TestDefaultNetworks(t *testing.T) {
 	sys := f.conf(t, map[string]any{"defaultNetworks": []string{"lan"}, "steerNamespace": f.ns, "systemNamespaces": []string{f.ns}})
 	q := f.NewPod(t, f.ns, "system-pod", map[string]string{k8s.NetworksAnnotation: "mgmt"})
 	f.MustAdd(t, q, sys)
-	if links := enginetest.Links(t, q.NetNS); !slices.Equal(links, []string{"eth0", "lo", "net1"}) {
+	if links := cninode.Links(t, q.NetNS); !slices.Equal(links, []string{"eth0", "lo", "net1"}) {
 		t.Errorf("system pod links %v", links)
 	}
 	addrPrefix(t, q, "net1", "192.168.60.")

@@ -21,7 +21,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -55,7 +55,7 @@ type hostileCall struct {
 // or CNI_IFNAME before any plugin runs, as containerd and CRI-O do through it; but a runtime
 // that does not, or anyone allowed to exec the plugin, can pass them, so steer must refuse
 // them itself. TMPDIR is tmp, which must stay empty.
-func execPlugin(t *testing.T, f *fixture, verb string, p *enginetest.Pod, c hostileCall, conf []byte, tmp string) pluginRun {
+func execPlugin(t *testing.T, f *fixture, verb string, p *cninode.Pod, c hostileCall, conf []byte, tmp string) pluginRun {
 	t.Helper()
 	id, ifName, cniArgs := p.ContainerID, "eth0", strings.Join([]string{"IgnoreUnknown=1",
 		"K8S_POD_NAMESPACE=" + p.Namespace, "K8S_POD_NAME=" + p.Name,
@@ -170,14 +170,14 @@ func TestHostileInput(t *testing.T) {
 	long := strings.Repeat("a", 300)
 	// Networks for the fuzz seeds' selections to find.
 	for i, name := range []string{"a", "b", "c"} {
-		f.CreateNAD(t, f.ns, name, f.MacvlanConf(name, enginetest.Masters[i%2], fmt.Sprintf("192.168.%d.0/24", 71+i)))
+		f.CreateNAD(t, f.ns, name, f.MacvlanConf(name, cninode.Masters[i%2], fmt.Sprintf("192.168.%d.0/24", 71+i)))
 	}
 
 	type tc struct {
 		name     string
 		call     hostileCall
 		networks string // the pod's selection annotation
-		prepare  func(*testing.T, *enginetest.Pod)
+		prepare  func(*testing.T, *cninode.Pod)
 		// codes are the CNI error codes ADD may fail with; none: ADD may also succeed.
 		codes []uint
 		msg   []string // substrings of the error; NS is the test namespace
@@ -185,7 +185,7 @@ func TestHostileInput(t *testing.T) {
 		// the bpffs.
 		payload string
 		// added checks a successful ADD (which it requires), before DEL.
-		added func(*testing.T, *enginetest.Pod)
+		added func(*testing.T, *cninode.Pod)
 	}
 	cases := []tc{
 		// CNI_CONTAINERID names the cache file and the pin directory. A NUL cannot be passed in
@@ -237,7 +237,7 @@ func TestHostileInput(t *testing.T) {
 	for _, file := range slices.Sorted(maps.Keys(seeds)) {
 		nad, config := "fuzz-"+file, seeds[file]
 		cases = append(cases, tc{name: "NAD config seed " + file, networks: "lan," + nad,
-			prepare: func(t *testing.T, _ *enginetest.Pod) { f.CreateNAD(t, f.ns, nad, config) }})
+			prepare: func(t *testing.T, _ *cninode.Pod) { f.CreateNAD(t, f.ns, nad, config) }})
 	}
 
 	// Steer's own keys smuggled through the selection.
@@ -282,10 +282,10 @@ func TestHostileInput(t *testing.T) {
 	} {
 		cases = append(cases, tc{name: "NAD " + nested.name, networks: "lan," + nested.name,
 			codes: []uint{types.ErrInvalidNetworkConfig}, msg: []string{"cannot be a delegate"},
-			prepare: func(t *testing.T, _ *enginetest.Pod) { f.CreateNAD(t, f.ns, nested.name, nested.config) }})
+			prepare: func(t *testing.T, _ *cninode.Pod) { f.CreateNAD(t, f.ns, nested.name, nested.config) }})
 	}
 	t.Cleanup(func() {
-		if enginetest.FileExists(marker) {
+		if cninode.FileExists(marker) {
 			t.Errorf("a binary from a NAD's binDir ran")
 		}
 	})
@@ -296,10 +296,10 @@ func TestHostileInput(t *testing.T) {
 		tc{name: "steer policy in cni-args", networks: `[{"name":"lan","cni-args":{"steer":{"steering":false}}}]`,
 			codes: []uint{types.ErrInvalidNetworkConfig}, msg: []string{`"cni-args": key "steer" is reserved`}},
 		tc{name: "steer keys in cni-args", networks: `[{"name":"lan","cni-args":` + string(smuggledJSON) + `}]`,
-			added: func(t *testing.T, p *enginetest.Pod) {
+			added: func(t *testing.T, p *cninode.Pod) {
 				// The keys went to the delegate's args.cni, and only there: steer still
 				// pinned under its bpffsRoot, cached in its cniDir, and did not dial the socket.
-				if !enginetest.FileExists(filepath.Join(f.BPFRoot, p.ContainerID, "flows")) {
+				if !cninode.FileExists(filepath.Join(f.BPFRoot, p.ContainerID, "flows")) {
 					t.Errorf("no pins under bpffsRoot %s/%s: %v", f.BPFRoot, p.ContainerID, dirNames(t, f.BPFRoot))
 				}
 				if n := evilDials.Load(); n != 0 {

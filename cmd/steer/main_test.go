@@ -2,7 +2,7 @@ package main_test
 
 // Integration tests: the real steer binary, called through libcni from inside a node
 // namespace as containerd would, delegating to the reference plugins, against a real
-// kube-apiserver. See package enginetest for the harness.
+// kube-apiserver. See package cninode for the harness.
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -25,14 +25,14 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 // and two macvlan NADs in a fresh namespace: lan (eth1, 192.168.50.0/24) and mgmt (eth2,
 // 192.168.60.0/24).
 type fixture struct {
-	*enginetest.Node
+	*cninode.Node
 	ns          string
 	clusterPath string
 }
 
 func setup(t *testing.T) *fixture {
 	t.Parallel()
-	n := enginetest.NewNode(t)
+	n := cninode.NewNode(t)
 	f := &fixture{Node: n, ns: kubetest.Namespace(t)}
 	f.clusterPath = n.WriteConfFile(t, "10-cbr0.conflist", n.BridgeConf("cbr0", "cni0", "10.10.0.0/24", "10.10.0.1"))
 	n.CreateNAD(t, f.ns, "lan", n.MacvlanConf("lan", "eth1", "192.168.50.0/24"))
@@ -47,7 +47,7 @@ func (f *fixture) conf(t *testing.T, extra map[string]any) []byte {
 	return f.Conf(t, all)
 }
 
-func (f *fixture) pod(t *testing.T, networks string) *enginetest.Pod {
+func (f *fixture) pod(t *testing.T, networks string) *cninode.Pod {
 	ann := map[string]string{}
 	if networks != "" {
 		ann[k8s.NetworksAnnotation] = networks
@@ -70,7 +70,7 @@ func podName(t *testing.T) string {
 }
 
 // del deletes the pod and checks that nothing is left of it.
-func (f *fixture) del(t *testing.T, p *enginetest.Pod, conf []byte) {
+func (f *fixture) del(t *testing.T, p *cninode.Pod, conf []byte) {
 	t.Helper()
 	if err := f.Del(t, p, conf, false); err != nil {
 		t.Fatalf("DEL: %v", err)
@@ -78,9 +78,9 @@ func (f *fixture) del(t *testing.T, p *enginetest.Pod, conf []byte) {
 	f.AssertClean(t, p)
 }
 
-func addrPrefix(t *testing.T, p *enginetest.Pod, ifName, prefix string) string {
+func addrPrefix(t *testing.T, p *cninode.Pod, ifName, prefix string) string {
 	t.Helper()
-	addrs := enginetest.Addrs(t, p.NetNS, ifName)
+	addrs := cninode.Addrs(t, p.NetNS, ifName)
 	if len(addrs) != 1 || !strings.HasPrefix(addrs[0], prefix) {
 		t.Fatalf("%s addresses %v, want one in %s*", ifName, addrs, prefix)
 	}
@@ -93,14 +93,14 @@ func TestAddCheckDel(t *testing.T) {
 	p := f.pod(t, "lan, mgmt")
 	res := f.MustAdd(t, p, conf)
 
-	if links := enginetest.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "lo", "net1", "net2"}) {
+	if links := cninode.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "lo", "net1", "net2"}) {
 		t.Errorf("pod links %v", links)
 	}
 	eth0 := addrPrefix(t, p, "eth0", "10.10.0.")
 	net1 := addrPrefix(t, p, "net1", "192.168.50.")
 	addrPrefix(t, p, "net2", "192.168.60.")
 	wantRoutes := []string{"10.10.0.0/24 dev eth0", "192.168.50.0/24 dev net1", "192.168.60.0/24 dev net2", "default via 10.10.0.1 dev eth0"}
-	if routes := enginetest.Routes(t, p.NetNS); !slices.Equal(routes, wantRoutes) {
+	if routes := cninode.Routes(t, p.NetNS); !slices.Equal(routes, wantRoutes) {
 		t.Errorf("pod routes %v, want %v", routes, wantRoutes)
 	}
 
@@ -119,7 +119,7 @@ func TestAddCheckDel(t *testing.T) {
 	if len(st) != 3 {
 		t.Fatalf("network-status %+v", st)
 	}
-	mac1 := enginetest.MAC(t, p.NetNS, "net1")
+	mac1 := cninode.MAC(t, p.NetNS, "net1")
 	if st[0].Name != "cbr0" || st[0].Interface != "eth0" || !st[0].Default || st[0].IPs[0]+"/24" != eth0 ||
 		!slices.Equal(st[0].Gateway, []string{"10.10.0.1"}) {
 		t.Errorf("status[0] %+v", st[0])
@@ -141,7 +141,7 @@ func TestAddCheckDel(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	n := enginetest.NewNode(t)
+	n := cninode.NewNode(t)
 	info, err := invoke.GetVersionInfo(context.Background(), n.BinDir+"/steer", nil)
 	if err != nil {
 		t.Fatal(err)

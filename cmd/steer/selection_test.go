@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 // The comma form with namespaces and interface names, and NADs of another namespace with
@@ -27,7 +27,7 @@ func TestSelectionCommaForm(t *testing.T) {
 			"k8s.v1.cni.cncf.io/networks": fmt.Sprintf(" lan@lan0 , %s/mgmt,%s/shared-lan", f.ns, shared),
 		})
 		f.MustAdd(t, p, conf)
-		if links := enginetest.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "lan0", "lo", "net2", "net3"}) {
+		if links := cninode.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "lan0", "lo", "net2", "net3"}) {
 			t.Errorf("%s: links %v", tc.name, links)
 		}
 		addrPrefix(t, p, "lan0", "192.168.50.")
@@ -57,7 +57,7 @@ func TestSelectionJSONForm(t *testing.T) {
 	if a := addrPrefix(t, p, "data0", "192.168.55."); a != "192.168.55.9/24" {
 		t.Errorf("data0 has %s, want the requested 192.168.55.9/24", a)
 	}
-	if mac := enginetest.MAC(t, p.NetNS, "data0"); mac != "02:42:c0:a8:37:09" {
+	if mac := cninode.MAC(t, p.NetNS, "data0"); mac != "02:42:c0:a8:37:09" {
 		t.Errorf("data0 MAC %s", mac)
 	}
 	if a := addrPrefix(t, p, "net2", "192.168.60."); a != "192.168.60.77/24" {
@@ -66,7 +66,7 @@ func TestSelectionJSONForm(t *testing.T) {
 	addrPrefix(t, p, "net3", "192.168.50.")
 	want := []string{"10.10.0.0/24 dev eth0", "192.168.50.0/24 dev net3", "192.168.55.0/24 dev data0",
 		"192.168.60.0/24 dev net2", "default via 192.168.50.1 dev net3"}
-	if routes := enginetest.Routes(t, p.NetNS); !slices.Equal(routes, want) {
+	if routes := cninode.Routes(t, p.NetNS); !slices.Equal(routes, want) {
 		t.Errorf("routes %v, want %v", routes, want)
 	}
 

@@ -19,14 +19,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/steernet/steer/pkg/engine/enginetest"
+	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/localcluster"
-	"github.com/steernet/steer/pkg/testutil/nstest"
+	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // destroyNetNS removes a pod's namespace the way a crashed runtime might, before any DEL.
-func destroyNetNS(t *testing.T, p *enginetest.Pod) {
+func destroyNetNS(t *testing.T, p *cninode.Pod) {
 	t.Helper()
 	if err := p.NetNS.Close(); err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestDelIdempotentAndNetnsGone(t *testing.T) {
 	}
 	f.AssertClean(t)
 	// A container steer never saw.
-	q := &enginetest.Pod{Namespace: f.ns, Name: "ghost", ContainerID: "never-added", NetNS: p.NetNS}
+	q := &cninode.Pod{Namespace: f.ns, Name: "ghost", ContainerID: "never-added", NetNS: p.NetNS}
 	if err := f.Del(t, q, conf, true); err != nil {
 		t.Errorf("DEL of an unknown container: %v", err)
 	}
@@ -111,11 +111,11 @@ func TestDelWithApiserverUnreachable(t *testing.T) {
 	p := f.pod(t, "lan")
 	f.MustAdd(t, p, conf)
 
-	dead := enginetest.WriteKubeconfig(t, filepath.Join(f.Dir, "dead.kubeconfig"), "https://"+closedPort(t, f.Host), nil, "x")
+	dead := cninode.WriteKubeconfig(t, filepath.Join(f.Dir, "dead.kubeconfig"), "https://"+closedPort(t, f.Host), nil, "x")
 	deadConf := f.conf(t, map[string]any{"kubeconfig": dead})
 	start := time.Now()
 	_, err := f.Add(t, f.NewPod(t, f.ns, "never", map[string]string{k8s.NetworksAnnotation: "lan"}), deadConf)
-	if te := enginetest.CNIError(t, err); te.Code != types.ErrTryAgainLater || !strings.Contains(te.Msg, "connection refused") {
+	if te := cninode.CNIError(t, err); te.Code != types.ErrTryAgainLater || !strings.Contains(te.Msg, "connection refused") {
 		t.Errorf("ADD with the apiserver down: %+v", te)
 	}
 	t.Logf("ADD failed after %s", time.Since(start))
@@ -135,7 +135,7 @@ func TestDelWithApiserverStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Stop() })
-	proxy := enginetest.StartAPIProxy(t, f.Host, cluster.RESTConfig())
+	proxy := cninode.StartAPIProxy(t, f.Host, cluster.RESTConfig())
 	conf := f.conf(t, map[string]any{"kubeconfig": proxy.WriteKubeconfig(t, t.TempDir())})
 
 	nads, err := k8s.NewNADClientForConfig(cluster.RESTConfig())
@@ -155,7 +155,7 @@ func TestDelWithApiserverStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &enginetest.Pod{Namespace: "default", Name: "web", UID: string(pod.UID), ContainerID: "stopped" + nstest.Suffix(), NetNS: nstest.NewNS(t)}
+	p := &cninode.Pod{Namespace: "default", Name: "web", UID: string(pod.UID), ContainerID: "stopped" + nstest.Suffix(), NetNS: nstest.NewNS(t)}
 	f.MustAdd(t, p, conf)
 	addrPrefix(t, p, "net1", "192.168.50.")
 
@@ -237,7 +237,7 @@ func TestGCReclaimsVanishedPod(t *testing.T) {
 	if !slices.Equal(got, aliveIPs) {
 		t.Errorf("allocations after GC %v, want only the live pod's %v", got, aliveIPs)
 	}
-	if enginetest.FileExists(filepath.Join(f.CNIDir, gone.ContainerID+".json")) {
+	if cninode.FileExists(filepath.Join(f.CNIDir, gone.ContainerID+".json")) {
 		t.Error("cache of the vanished pod kept")
 	}
 	if err := f.Check(t, alive, conf); err != nil {
@@ -251,13 +251,13 @@ func TestStatus(t *testing.T) {
 	ready := filepath.Join(f.Dir, "flannel-subnet.env")
 	conf := f.conf(t, map[string]any{"readinessindicatorfile": ready, "apiTimeout": "500ms"})
 	err := f.Status(t, conf)
-	if te := enginetest.CNIError(t, err); te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, "readiness indicator file") {
+	if te := cninode.CNIError(t, err); te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, "readiness indicator file") {
 		t.Errorf("STATUS before the primary CNI is ready: %+v", te)
 	}
 	// ADD waits for the file, boundedly.
 	start := time.Now()
 	_, err = f.Add(t, f.pod(t, ""), conf)
-	if te := enginetest.CNIError(t, err); te.Code != types.ErrTryAgainLater || time.Since(start) > 10*time.Second {
+	if te := cninode.CNIError(t, err); te.Code != types.ErrTryAgainLater || time.Since(start) > 10*time.Second {
 		t.Errorf("ADD before ready: %+v after %s", te, time.Since(start))
 	}
 	f.AssertClean(t)
@@ -276,7 +276,7 @@ func TestStatus(t *testing.T) {
 	// Its binary is missing.
 	missing := f.WriteConfFile(t, "91-missing.conf", `{"cniVersion":"1.1.0","name":"missing","type":"flannel"}`)
 	err = f.Status(t, f.conf(t, map[string]any{"clusterNetwork": missing}))
-	if te := enginetest.CNIError(t, err); te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, `plugin "flannel" is not in`) {
+	if te := cninode.CNIError(t, err); te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, `plugin "flannel" is not in`) {
 		t.Errorf("STATUS with the cluster network's binary missing: %+v", te)
 	}
 }

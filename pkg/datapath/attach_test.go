@@ -11,7 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // TestAttachCountsRealPackets attaches the programs with TCX to a veth in a pod namespace,

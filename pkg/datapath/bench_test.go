@@ -29,7 +29,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/steernet/steer/pkg/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/packet"
 )
 
 const benchLoopback = 1

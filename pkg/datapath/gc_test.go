@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // TestCollectDefunct: the pins of a pod whose namespace vanished without DEL are collected;

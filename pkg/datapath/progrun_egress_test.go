@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/steernet/steer/pkg/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/packet"
 )
 
 func prReply(slot int, v6 bool, src netip.Addr, l4 packet.Transport, payload string) []byte {

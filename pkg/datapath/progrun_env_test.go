@@ -21,7 +21,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 
-	"github.com/steernet/steer/pkg/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/packet"
 )
 
 // The pod of every test: slot 0 is the cluster network, slots 1 and 2 are pinned secondaries.

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/steernet/steer/pkg/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/packet"
 )
 
 func prL4(proto string, sport, dport uint16, reply bool) packet.Transport {

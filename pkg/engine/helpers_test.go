@@ -20,7 +20,7 @@ import (
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/steering"
-	"github.com/steernet/steer/pkg/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // fakeExec plays every plugin in-process. ADD answers with one pod interface named

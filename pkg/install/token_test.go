@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/pkg/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 func TestPodClientNetworkStatus(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/steernet/steer/benchmarks/internal/stats"
-	"github.com/steernet/steer/pkg/podns"
+	"github.com/steernet/steer/internal/testbed/podns"
 )
 
 // startIperf runs an iperf3 server in the named namespace until the returned function kills it.

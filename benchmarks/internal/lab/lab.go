@@ -1,4 +1,4 @@
-// Package lab sets up the benchmark's emulated cluster (pkg/scenario's two nodes, LANs, router
+// Package lab sets up the benchmark's emulated cluster (internal/testbed/emulation's two nodes, LANs, router
 // and remote client) with one pod per variant of the return path, and tears all of it down:
 // pods, delegates' state, namespaces and BPF pins, also when a run fails or is interrupted.
 package lab
@@ -13,8 +13,8 @@ import (
 	"github.com/steernet/steer/benchmarks/internal/rr"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/localcluster"
-	"github.com/steernet/steer/pkg/scenario"
+	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/steering"
 )
 
@@ -26,7 +26,7 @@ const (
 
 // Lab is one emulated cluster and everything added to it.
 type Lab struct {
-	Topo   *scenario.Topology
+	Topo   *emulation.Topology
 	Layout bpffs.Layout
 	prefix string
 	rrCPU  int // the RR servers' CPU; -1: any
@@ -62,7 +62,7 @@ func New(ctx context.Context, prefix string, rrCPU int) (l *Lab, err error) {
 		return l, err
 	}
 	l.onClose(func() error { return os.RemoveAll(l.Layout.Root) })
-	if l.Topo, err = scenario.Build(ctx, prefix); err != nil {
+	if l.Topo, err = emulation.Build(ctx, prefix); err != nil {
 		return l, fmt.Errorf("build topology: %w", err)
 	}
 	l.onClose(l.Topo.Close)
@@ -84,14 +84,14 @@ func (l *Lab) Close() error {
 
 // Pod is a pod of the lab with its networks.
 type Pod struct {
-	*scenario.Pod
-	Nets []scenario.Network
+	*emulation.Pod
+	Nets []emulation.Network
 }
 
 // AddPod creates a pod on node, attaches nets through the delegates and dp, and registers its
 // removal.
-func (l *Lab) AddPod(ctx context.Context, name string, node int, dp steering.Dataplane, nets []scenario.Network) (*Pod, error) {
-	p, err := scenario.NewPod(l.prefix, name, node)
+func (l *Lab) AddPod(ctx context.Context, name string, node int, dp steering.Dataplane, nets []emulation.Network) (*Pod, error) {
+	p, err := emulation.NewPod(l.prefix, name, node)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (l *Lab) AddPod(ctx context.Context, name string, node int, dp steering.Dat
 	if err != nil {
 		return nil, err
 	}
-	d := scenario.NewDirect(l.binDir, cacheDir, dp)
+	d := emulation.NewDirect(l.binDir, cacheDir, dp)
 	if err := d.Add(ctx, l.Topo.Nodes[node], p, nets); err != nil {
 		return nil, fmt.Errorf("add pod %s: %w", name, err)
 	}

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/podns"
-	"github.com/steernet/steer/pkg/scenario"
+	"github.com/steernet/steer/internal/testbed/podns"
+	"github.com/steernet/steer/internal/testbed/emulation"
 )
 
 // Sender is a pod multicasting to the benchmark's group, and where its copies should land.
@@ -33,13 +33,13 @@ type Receiver struct {
 }
 
 func (l *Lab) multicast(ctx context.Context, s *Setup) error {
-	group := scenario.Group4
-	lan, err := scenario.JoinGroup(l.Topo.LANHost, group, "eth0")
+	group := emulation.Group4
+	lan, err := emulation.JoinGroup(l.Topo.LANHost, group, "eth0")
 	if err != nil {
 		return err
 	}
 	l.onClose(func() error { lan.Close(); return nil })
-	mgmt, err := scenario.JoinGroup(l.Topo.Router, group, "mgmt")
+	mgmt, err := emulation.JoinGroup(l.Topo.Router, group, "mgmt")
 	if err != nil {
 		return err
 	}
@@ -57,8 +57,8 @@ func (l *Lab) multicast(ctx context.Context, s *Setup) error {
 		{Name: Policy, Pod: pod[Policy], Receivers: dmz},
 		{Name: SteerTC, Pod: pod[SteerTC], Receivers: dmz},
 	}
-	fan, err := l.AddPod(ctx, "fanout", 0, l.steer(datapath.IngressTC), []scenario.Network{l.eth0(0),
-		macvlan(scenario.DMZ, hostFanOut, "net1", Group), macvlan(scenario.Mgmt, hostFanOut, "net2", Group)})
+	fan, err := l.AddPod(ctx, "fanout", 0, l.steer(datapath.IngressTC), []emulation.Network{l.eth0(0),
+		macvlan(emulation.DMZ, hostFanOut, "net1", Group), macvlan(emulation.Mgmt, hostFanOut, "net2", Group)})
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func send(n ns.NetNS, ifname string, d time.Duration) (int, error) {
 	defer unix.Close(fd)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	to := &unix.SockaddrInet4{Port: scenario.GroupPort, Addr: scenario.Group4.As4()}
+	to := &unix.SockaddrInet4{Port: emulation.GroupPort, Addr: emulation.Group4.As4()}
 	payload := make([]byte, 64)
 	sent := 0
 	for end := time.Now().Add(d); ; {

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/scenario"
+	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/steering"
 )
 
@@ -22,7 +22,7 @@ func (l *Lab) primary(ctx context.Context, s *Setup) error {
 		var pods [2]*Pod
 		for node := range 2 {
 			name := fmt.Sprintf("pp%d-%c", i, 'a'+node)
-			p, err := l.AddPod(ctx, name, node, v.dp, []scenario.Network{l.eth0(node), macvlan(scenario.DMZ, 40+2*i+node, "net1")})
+			p, err := l.AddPod(ctx, name, node, v.dp, []emulation.Network{l.eth0(node), macvlan(emulation.DMZ, 40+2*i+node, "net1")})
 			if err != nil {
 				return err
 			}

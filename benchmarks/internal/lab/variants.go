@@ -9,8 +9,8 @@ import (
 
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/netconf"
-	"github.com/steernet/steer/pkg/podns"
-	"github.com/steernet/steer/pkg/scenario"
+	"github.com/steernet/steer/internal/testbed/podns"
+	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/steering"
 )
 
@@ -74,15 +74,15 @@ func (l *Lab) steer(ingress datapath.IngressMode) steering.Dataplane {
 	return steering.BPF{Options: datapath.Options{Layout: l.Layout, Ingress: ingress}}
 }
 
-func (l *Lab) eth0(node int) scenario.Network {
-	return scenario.Network{IfName: "eth0", Conf: scenario.ClusterNetwork(node, l.DataDir(node)), Primary: true}
+func (l *Lab) eth0(node int) emulation.Network {
+	return emulation.Network{IfName: "eth0", Conf: emulation.ClusterNetwork(node, l.DataDir(node)), Primary: true}
 }
 
 // macvlan is the NAD users write for the DMZ; groups go into Steer's policy (ignored by Off).
-func macvlan(lan scenario.LAN, host int, ifname string, groups ...netip.Prefix) scenario.Network {
+func macvlan(lan emulation.LAN, host int, ifname string, groups ...netip.Prefix) emulation.Network {
 	p := netconf.DefaultPolicy()
 	p.Multicast = groups
-	return scenario.Network{IfName: ifname, Conf: lan.MacvlanConf(host, nil), Policy: p}
+	return emulation.Network{IfName: ifname, Conf: lan.MacvlanConf(host, nil), Policy: p}
 }
 
 // The DMZ host numbers of the pods.
@@ -98,14 +98,14 @@ const (
 )
 
 func (l *Lab) secondary(ctx context.Context, s *Setup) error {
-	add := func(name, pod string, host int, dp steering.Dataplane, net1 scenario.Network) (*Pod, error) {
+	add := func(name, pod string, host int, dp steering.Dataplane, net1 emulation.Network) (*Pod, error) {
 		node := 0
 		if name == StaticHD {
 			node = 1 // node 0's spare DMZ device goes to Steer XDP
 		}
-		p, err := l.AddPod(ctx, pod, node, dp, []scenario.Network{l.eth0(node), net1})
+		p, err := l.AddPod(ctx, pod, node, dp, []emulation.Network{l.eth0(node), net1})
 		if err == nil {
-			a4, _ := scenario.DMZ.Addr(host)
+			a4, _ := emulation.DMZ.Addr(host)
 			from := l.Topo.Client
 			if name == Direct {
 				from = l.Topo.LANHost
@@ -115,23 +115,23 @@ func (l *Lab) secondary(ctx context.Context, s *Setup) error {
 		return p, err
 	}
 	off := steering.Off{}
-	if _, err := add(Direct, "direct", hostDirect, off, macvlan(scenario.DMZ, hostDirect, "net1")); err != nil {
+	if _, err := add(Direct, "direct", hostDirect, off, macvlan(emulation.DMZ, hostDirect, "net1")); err != nil {
 		return err
 	}
-	if _, err := add(Broken, "broken", hostBroken, off, macvlan(scenario.DMZ, hostBroken, "net1")); err != nil {
+	if _, err := add(Broken, "broken", hostBroken, off, macvlan(emulation.DMZ, hostBroken, "net1")); err != nil {
 		return err
 	}
 	if _, err := add(Static, "static", hostStatic, off, staticRoutes(hostStatic)); err != nil {
 		return err
 	}
-	p, err := add(Policy, "policy", hostPolicy, off, macvlan(scenario.DMZ, hostPolicy, "net1"))
+	p, err := add(Policy, "policy", hostPolicy, off, macvlan(emulation.DMZ, hostPolicy, "net1"))
 	if err != nil {
 		return err
 	}
 	if err := policyRouting(ctx, p, hostPolicy); err != nil {
 		return err
 	}
-	if _, err := add(SteerTC, "steer-tc", hostSteerTC, l.steer(datapath.IngressTC), macvlan(scenario.DMZ, hostSteerTC, "net1", Group)); err != nil {
+	if _, err := add(SteerTC, "steer-tc", hostSteerTC, l.steer(datapath.IngressTC), macvlan(emulation.DMZ, hostSteerTC, "net1", Group)); err != nil {
 		return err
 	}
 	if _, err := add(StaticHD, "static-hd", hostStaticHD, off, withRoutes(hostDevice(hostStaticHD))); err != nil {
@@ -144,16 +144,16 @@ func (l *Lab) secondary(ctx context.Context, s *Setup) error {
 // staticRoutes is the hand fix users write into the NAD: a route for each known client subnet
 // via the LAN's router, and the multicast range on net1. IPAM gives a route without "gw" the
 // interface's gateway, which turns multicast into unicast to the router: as users get it.
-func staticRoutes(host int) scenario.Network {
-	return withRoutes(macvlan(scenario.DMZ, host, "net1"))
+func staticRoutes(host int) emulation.Network {
+	return withRoutes(macvlan(emulation.DMZ, host, "net1"))
 }
 
-func withRoutes(n scenario.Network) scenario.Network {
+func withRoutes(n emulation.Network) emulation.Network {
 	var conf map[string]any
 	_ = json.Unmarshal(n.Conf, &conf)
 	conf["ipam"].(map[string]any)["routes"] = []any{
-		map[string]any{"dst": scenario.Remote4.String(), "gw": scenario.RouterDMZ4.String()},
-		map[string]any{"dst": scenario.Remote6.String(), "gw": scenario.RouterDMZ6.String()},
+		map[string]any{"dst": emulation.Remote4.String(), "gw": emulation.RouterDMZ4.String()},
+		map[string]any{"dst": emulation.Remote6.String(), "gw": emulation.RouterDMZ6.String()},
 		map[string]any{"dst": "224.0.0.0/4"},
 	}
 	n.Conf, _ = json.Marshal(conf)
@@ -163,12 +163,12 @@ func withRoutes(n scenario.Network) scenario.Network {
 // policyRouting is what Spiderpool's coordinator sets up: traffic from net1's address looks up
 // a table whose default route is net1's gateway.
 func policyRouting(ctx context.Context, p *Pod, host int) error {
-	a4, a6 := scenario.DMZ.Addr(host)
+	a4, a6 := emulation.DMZ.Addr(host)
 	for _, c := range []string{
 		fmt.Sprintf("ip -4 rule add from %s table 100", a4),
-		fmt.Sprintf("ip -4 route add default via %s dev net1 table 100", scenario.RouterDMZ4),
+		fmt.Sprintf("ip -4 route add default via %s dev net1 table 100", emulation.RouterDMZ4),
 		fmt.Sprintf("ip -6 rule add from %s table 100", a6),
-		fmt.Sprintf("ip -6 route add default via %s dev net1 table 100", scenario.RouterDMZ6),
+		fmt.Sprintf("ip -6 route add default via %s dev net1 table 100", emulation.RouterDMZ6),
 	} {
 		if _, err := p.Exec(ctx, strings.Fields(c)...); err != nil {
 			return err
@@ -180,15 +180,15 @@ func policyRouting(ctx context.Context, p *Pod, host int) error {
 // hostDevice moves the node's spare DMZ veth (hd0) into the pod, as a VF would be: a device
 // with native XDP, so Steer's ingress takes the XDP path. Without programs (and with static
 // routes) it is the same device's kernel-only baseline.
-func hostDevice(host int) scenario.Network {
-	a4, a6 := scenario.DMZ.Addr(host)
+func hostDevice(host int) emulation.Network {
+	a4, a6 := emulation.DMZ.Addr(host)
 	conf := map[string]any{
 		"cniVersion": "1.0.0", "name": "dmz-hd", "type": "host-device", "device": "hd0",
 		"ipam": map[string]any{"type": "static", "addresses": []any{
-			map[string]any{"address": fmt.Sprintf("%s/24", a4), "gateway": scenario.RouterDMZ4.String()},
-			map[string]any{"address": fmt.Sprintf("%s/64", a6), "gateway": scenario.RouterDMZ6.String()},
+			map[string]any{"address": fmt.Sprintf("%s/24", a4), "gateway": emulation.RouterDMZ4.String()},
+			map[string]any{"address": fmt.Sprintf("%s/64", a6), "gateway": emulation.RouterDMZ6.String()},
 		}},
 	}
 	b, _ := json.Marshal(conf)
-	return scenario.Network{IfName: "net1", Conf: b, Policy: netconf.DefaultPolicy()}
+	return emulation.Network{IfName: "net1", Conf: b, Policy: netconf.DefaultPolicy()}
 }

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/packet"
 )
 
 // hook is where a case's program runs.

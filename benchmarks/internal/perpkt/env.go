@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/pkg/podns"
+	"github.com/steernet/steer/internal/testbed/podns"
 )
 
 // The pod of the measurements: slot 0 is eth0 (the cluster network), slots 1 and 2 are

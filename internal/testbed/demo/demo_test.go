@@ -1,0 +1,75 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testutil/nstest"
+)
+
+// TestDemo runs the demo's own code end to end: every story must be broken without Steer's
+// steering and fixed with it, and nothing may be left behind.
+func TestDemo(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	bin := t.TempDir()
+	plugin, err := emulation.BuildPlugin(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steerctl, err := emulation.BuildCommand(ctx, bin, "steerctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steerd, err := emulation.BuildCommand(ctx, bin, "steerd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := netnsList(t)
+
+	var out bytes.Buffer
+	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerd: steerd, Steerctl: steerctl})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verdicts) != 3 {
+		t.Fatalf("verdicts = %+v", verdicts)
+	}
+	for _, v := range verdicts {
+		if !v.Broken || !v.Fixed {
+			t.Errorf("%s: broken without Steer %t, fixed with it %t", v.Story, v.Broken, v.Fixed)
+		}
+	}
+	for _, want := range []string{"network-status", "steerctl", "next-hop", "pinned", `"peer_mac"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if after := netnsList(t); after != before {
+		t.Errorf("namespaces left: before %q, after %q", before, after)
+	}
+	if _, err := os.Stat("/sys/fs/bpf/steer-demo"); !os.IsNotExist(err) {
+		t.Errorf("demo pins left: %v", err)
+	}
+}
+
+func netnsList(t *testing.T) string {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var demo []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "demo-") {
+			demo = append(demo, l)
+		}
+	}
+	return strings.Join(demo, ",")
+}

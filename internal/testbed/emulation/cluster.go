@@ -1,0 +1,57 @@
+package emulation
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/steernet/steer/examples"
+	"github.com/steernet/steer/pkg/k8s"
+)
+
+// ApplyExamples creates every NetworkAttachmentDefinition of examples/ in namespace.
+func ApplyExamples(ctx context.Context, nads *k8s.NADClient, namespace string) error {
+	files, err := fs.Glob(examples.FS, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := examples.FS.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var nad k8s.NetworkAttachmentDefinition
+		if err := yaml.Unmarshal(b, &nad); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if nad.Kind != k8s.NADKind {
+			continue
+		}
+		nad.Namespace = namespace
+		if _, err := nads.Create(ctx, &nad); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// BuildPlugin builds the steer plugin into dir and returns its path.
+func BuildPlugin(ctx context.Context, dir string) (string, error) {
+	return BuildCommand(ctx, dir, "steer")
+}
+
+// BuildCommand builds one of Steer's commands (steer, steerd, steerctl) into dir.
+func BuildCommand(ctx context.Context, dir, command string) (string, error) {
+	out := filepath.Join(dir, command)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/steernet/steer/cmd/"+command)
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w: %s", command, err, strings.TrimSpace(string(b)))
+	}
+	return out, nil
+}

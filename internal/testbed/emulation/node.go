@@ -1,0 +1,114 @@
+package emulation
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/steernet/steer/pkg/install"
+	"github.com/steernet/steer/internal/testbed/localcluster"
+)
+
+// ReferencePlugins is the version of containernetworking/plugins the emulation delegates to.
+const ReferencePlugins = "v1.9.1"
+
+// PluginDir is where `make deps` installs the reference CNI plugins.
+func PluginDir() (string, error) {
+	cache, err := localcluster.CacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, "cni-plugins", ReferencePlugins)
+	if _, err := os.Stat(filepath.Join(dir, "macvlan")); err != nil {
+		return "", fmt.Errorf("reference CNI plugins missing, run `make deps`: %w", err)
+	}
+	return dir, nil
+}
+
+// HostRoot is an emulated node's file system: the directories a CNI runtime and Steer use on
+// a real node, under a private root.
+type HostRoot struct {
+	Dir string
+}
+
+// Paths inside the root.
+func (h HostRoot) ConfDir() string     { return filepath.Join(h.Dir, "etc/cni/net.d") }
+func (h HostRoot) BinDir() string      { return filepath.Join(h.Dir, "opt/cni/bin") }
+func (h HostRoot) CNIDir() string      { return filepath.Join(h.Dir, "var/lib/cni/steer") }
+func (h HostRoot) IPAMDir() string     { return filepath.Join(h.Dir, "var/lib/cni/networks") }
+func (h HostRoot) RuntimeDir() string  { return filepath.Join(h.Dir, "var/lib/cni/cache") }
+func (h HostRoot) NADConfDir() string  { return filepath.Join(h.Dir, "etc/cni/multus/net.d") }
+func (h HostRoot) SteerConfig() string { return filepath.Join(h.ConfDir(), install.ConfigName) }
+
+// NewHostRoot lays out node i's root under dir with the primary network's config (the overlay
+// bridge, as flannel would have written it) and the reference plugins in its bin dir.
+func NewHostRoot(dir string, node int) (HostRoot, error) {
+	h := HostRoot{Dir: dir}
+	for _, d := range []string{h.ConfDir(), h.BinDir(), h.CNIDir(), h.IPAMDir(), h.RuntimeDir(), h.NADConfDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return h, err
+		}
+	}
+	plugins, err := PluginDir()
+	if err != nil {
+		return h, err
+	}
+	entries, err := os.ReadDir(plugins)
+	if err != nil {
+		return h, err
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(plugins, e.Name()), filepath.Join(h.BinDir(), e.Name())); err != nil {
+			return h, err
+		}
+	}
+	return h, os.WriteFile(filepath.Join(h.ConfDir(), "10-overlay.conflist"), ClusterNetwork(node, h.IPAMDir()), 0o644)
+}
+
+// SteerOptions are the plugin keys an emulated node's Steer config carries.
+type SteerOptions struct {
+	Kubeconfig string
+	SocketPath string // thick mode when set
+	BPFFSRoot  string
+	Steering   bool
+	LogLevel   string // the plugin's; empty: its default
+	// Extra are further plugin keys (e.g. "delegateTimeout").
+	Extra map[string]any
+}
+
+// InstallPlugin puts the plugin binary in the node's CNI bin dir, as steerd's init container
+// does before steerd writes the config.
+func (h HostRoot) InstallPlugin(pluginBinary string) error {
+	return install.Binary(pluginBinary, h.BinDir(), "steer")
+}
+
+// InstallSteer installs the plugin binary and writes Steer's config around the primary, as
+// `steerd install` does on a node. Calling it again rewrites the config (e.g. to turn steering
+// off or on).
+func (h HostRoot) InstallSteer(pluginBinary string, o SteerOptions) error {
+	if err := h.InstallPlugin(pluginBinary); err != nil {
+		return err
+	}
+	_, primary, err := install.Primary(h.ConfDir())
+	if err != nil {
+		return err
+	}
+	plugin := map[string]any{
+		"kubeconfig": o.Kubeconfig,
+		"confDir":    h.NADConfDir(),
+		"cniDir":     h.CNIDir(),
+		"binDir":     h.BinDir(),
+		"bpffsRoot":  o.BPFFSRoot,
+		"steering":   o.Steering,
+	}
+	if o.LogLevel != "" {
+		plugin["logLevel"] = o.LogLevel
+	}
+	if o.SocketPath != "" {
+		plugin["socketPath"] = o.SocketPath
+	}
+	for k, v := range o.Extra {
+		plugin[k] = v
+	}
+	return install.WriteConfig(install.Config{ConfDir: h.ConfDir(), Plugin: plugin}, primary)
+}
