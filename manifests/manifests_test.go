@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 
-	"github.com/steernet/steer/manifests"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/manifests"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

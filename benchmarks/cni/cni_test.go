@@ -16,11 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/internal/testbed/cninode"
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/delegate"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 var iterations = flag.Int("iterations", 30, "pods per scenario and path")

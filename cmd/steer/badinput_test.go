@@ -13,8 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 // Every bad input fails ADD with a clear CNI error and leaves nothing behind: no link in the

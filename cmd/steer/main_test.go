@@ -15,8 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }

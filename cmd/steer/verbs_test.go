@@ -20,9 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 // destroyNetNS removes a pod's namespace the way a crashed runtime might, before any DEL.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // attached makes a pod namespace with a steered net1 that has learned one UDP flow.

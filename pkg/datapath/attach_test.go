@@ -10,8 +10,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // TestAttachCountsRealPackets attaches the programs with TCX to a veth in a pod namespace,

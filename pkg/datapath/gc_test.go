@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // TestCollectDefunct: the pins of a pod whose namespace vanished without DEL are collected;

@@ -17,10 +17,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/steering"
-	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // fakeExec plays every plugin in-process. ADD answers with one pod interface named

@@ -8,8 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 func TestPodClientNetworkStatus(t *testing.T) {

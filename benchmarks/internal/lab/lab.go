@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 
 	"github.com/steernet/steer/benchmarks/internal/rr"
+	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/internal/testbed/localcluster"
-	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/steering"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
 
-	"github.com/steernet/steer/pkg/datapath"
-	"github.com/steernet/steer/internal/testbed/podns"
 	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testbed/podns"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // Sender is a pod multicasting to the benchmark's group, and where its copies should land.

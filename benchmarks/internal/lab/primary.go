@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/steering"
 )
 

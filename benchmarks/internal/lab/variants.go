@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testbed/podns"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/netconf"
-	"github.com/steernet/steer/internal/testbed/podns"
-	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/steering"
 )
 

@@ -3,8 +3,8 @@ package perpkt
 import (
 	"net/netip"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // hook is where a case's program runs.

@@ -9,8 +9,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testbed/podns"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // The pod of the measurements: slot 0 is eth0 (the cluster network), slots 1 and 2 are

@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/internal/testbed/localcluster"
-	"github.com/steernet/steer/internal/testbed/emulation"
 )
 
 // Options configure a run.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/pkg/bpffs"
 )
 
 // inspect shows a steered pod the ways an operator would look at it.

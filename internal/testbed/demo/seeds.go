@@ -10,9 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/internal/testbed/emulation"
 )
 
 var createOpts = metav1.CreateOptions{}

@@ -11,11 +11,11 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/steering"
-	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // TestSmallerSecondaryMTU: the DMZ LAN runs at MTU 1400 while eth0 has 1500. The redirected

@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/pkg/install"
 )
 
 // ReferencePlugins is the version of containernetworking/plugins the emulation delegates to.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // expectProbes runs every probe from a namespace to each address: all must answer with Steer,

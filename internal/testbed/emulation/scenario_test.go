@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 func pluginDir(t *testing.T) string {

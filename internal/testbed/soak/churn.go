@@ -17,8 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 // Fault is a kind of injected fault.

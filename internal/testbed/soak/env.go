@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/k8s"
-	"github.com/steernet/steer/internal/testbed/localcluster"
-	"github.com/steernet/steer/internal/testbed/emulation"
 )
 
 // Networks the campaign's pods use. Addresses come from host-local, so a leaked allocation

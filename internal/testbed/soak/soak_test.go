@@ -16,10 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
