@@ -94,12 +94,13 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 }
 
 // attachInterface hooks one interface: egress everywhere (replies, sources and multicast are
-// steered from whichever interface the kernel chose), ingress where flows are learned.
+// steered from whichever interface the kernel chose), ingress where flows are learned: pinned
+// secondaries, and the primary when a default route leaves by a secondary.
 func attachInterface(dir string, itf Interface, objs *Objects, opts Options) error {
 	if err := attachTC(dir, itf, objs.SteerEgress, ebpf.AttachTCXEgress, opts); err != nil {
 		return err
 	}
-	if !itf.Pin || itf.Primary {
+	if !itf.Pin {
 		return nil
 	}
 	if opts.Ingress == IngressXDP || opts.Ingress == IngressAuto && xdpWorthIt(itf.Index) {

@@ -25,7 +25,7 @@ type Interface struct {
 	Index   int
 	MTU     int
 	MAC     net.HardwareAddr
-	Primary bool // the cluster network (eth0): egress only
+	Primary bool // the cluster network (eth0)
 	// Pin learns flows entering through this interface and pins their replies to it.
 	Pin      bool
 	Addr4    netip.Addr

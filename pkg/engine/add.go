@@ -162,6 +162,7 @@ func (e *Engine) attach(ctx context.Context, r *request, pod *k8s.Pod, atts []*a
 
 	for i, a := range atts {
 		entry.Attachments[i].Result = a.result
+		entry.Attachments[i].Policy = &a.policy
 	}
 	entry.Complete = true
 	if err = r.store.write(entry); err != nil {

@@ -13,6 +13,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
 const (
@@ -56,6 +57,9 @@ type cachedAttachment struct {
 	Config         []byte          `json:"config"`
 	CapabilityArgs map[string]any  `json:"capabilityArgs,omitempty"`
 	Result         *current.Result `json:"result,omitempty"`
+	// Policy is the attachment's resolved Steer policy, for CHECK to verify the dataplane that
+	// ADD set up (the selection element that shaped it may be gone).
+	Policy *netconf.Policy `json:"policy,omitempty"`
 }
 
 // cacheStore keeps one file per container in dir.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/pkg/netconf"
+	"github.com/steernet/steer/pkg/steering"
 )
 
 // Del detaches the container from every network ADD attached, using the cache only.
@@ -105,7 +106,8 @@ func (e *Engine) clearStatus(ctx context.Context, r *request, pod *cachedPod) {
 	}
 }
 
-// Check runs CHECK of every cached attachment, in ADD order, and stops at the first failure.
+// Check runs CHECK of every cached attachment, in ADD order, and stops at the first failure;
+// then it verifies the dataplane ADD set up (programs, pins, sysctls, routes).
 func (e *Engine) Check(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs) error {
 	r, err := e.newRequest(conf, args)
 	if err != nil {
@@ -131,7 +133,24 @@ func (e *Engine) Check(ctx context.Context, conf *netconf.Conf, args *skel.CmdAr
 			return r.fail(withCode(types.ErrInternal, fmt.Sprintf("network %q (%s)", a.Network, a.IfName), err))
 		}
 	}
+	if err := e.dp.Check(ctx, r.containerID, r.netns, cachedDataplaneAttachments(entry.Attachments)); err != nil {
+		return r.fail(cniError(types.ErrInternal, "CHECK: steering: %v", err))
+	}
 	return nil
+}
+
+// cachedDataplaneAttachments is what the dataplane got at ADD, from the cache. An entry
+// written before policies were cached gets the default policy.
+func cachedDataplaneAttachments(cached []cachedAttachment) []steering.Attachment {
+	out := make([]steering.Attachment, len(cached))
+	for i, a := range cached {
+		pol := netconf.DefaultPolicy()
+		if a.Policy != nil {
+			pol = *a.Policy
+		}
+		out[i] = steering.Attachment{IfName: a.IfName, Network: a.Network, Primary: a.Primary, Result: a.Result, Policy: pol}
+	}
+	return out
 }
 
 func netnsExists(path string) bool {

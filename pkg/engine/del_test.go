@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,15 +131,30 @@ func TestCheck(t *testing.T) {
 	if err := e.eng.Check(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clusterplugin CHECK eth0", "macvlan CHECK net1", "macvlan CHECK net2", "tuning CHECK net2"}
+	want := []string{"clusterplugin CHECK eth0", "macvlan CHECK net1", "macvlan CHECK net2", "tuning CHECK net2", "steering CHECK "}
 	if got := e.exec.seq(""); !slices.Equal(got, want) {
 		t.Errorf("calls %v", got)
 	}
+	// The dataplane gets the attachments as ADD gave them, policies included.
+	if len(e.dp.checked) != len(e.dp.atts) {
+		t.Fatalf("dataplane checked %d attachments, ADD attached %d", len(e.dp.checked), len(e.dp.atts))
+	}
+	for i, a := range e.dp.checked {
+		if b := e.dp.atts[i]; a.IfName != b.IfName || a.Primary != b.Primary || a.Policy.Steering != b.Policy.Steering || a.Result == nil {
+			t.Errorf("checked attachment %d = %+v, ADD had %+v", i, a, b)
+		}
+	}
+	e.dp.checkErr = errors.New("egress program on net1: not attached")
+	err := e.eng.Check(t.Context(), conf, e.args("cid1", pod, conf.Raw))
+	if te := cniCode(t, err); te.Code != types.ErrInternal || !strings.Contains(te.Msg+te.Details, "egress program on net1") {
+		t.Errorf("CHECK with the dataplane broken = %v", err)
+	}
+	e.dp.checkErr = nil
 	e.exec.fail["macvlan CHECK net2"] = true
 	if err := e.eng.Check(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err == nil || !strings.Contains(err.Error(), `"ns1/b" (net2)`) {
 		t.Errorf("CHECK = %v", err)
 	}
-	err := e.eng.Check(t.Context(), conf, e.args("nobody", pod, conf.Raw))
+	err = e.eng.Check(t.Context(), conf, e.args("nobody", pod, conf.Raw))
 	if te := cniCode(t, err); te.Code != types.ErrUnknownContainer {
 		t.Errorf("CHECK of an unknown container: %v", err)
 	}

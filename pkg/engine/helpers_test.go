@@ -174,7 +174,9 @@ func (f fakeNADs) Get(_ context.Context, ns, name string) (*k8s.NetworkAttachmen
 type recorder struct {
 	f         *fakeExec
 	attachErr error
+	checkErr  error
 	atts      []steering.Attachment
+	checked   []steering.Attachment
 }
 
 func (r *recorder) Attach(_ context.Context, _, _ string, atts []steering.Attachment) error {
@@ -186,6 +188,12 @@ func (r *recorder) Attach(_ context.Context, _, _ string, atts []steering.Attach
 func (r *recorder) Detach(context.Context, string, string) error {
 	r.f.calls = append(r.f.calls, fakeCall{Cmd: "DETACH", Type: "steering"})
 	return nil
+}
+
+func (r *recorder) Check(_ context.Context, _, _ string, atts []steering.Attachment) error {
+	r.checked = atts
+	r.f.calls = append(r.f.calls, fakeCall{Cmd: "CHECK", Type: "steering"})
+	return r.checkErr
 }
 
 // env is one engine under test with its fakes, a conf dir and a real (empty) pod netns.

@@ -170,7 +170,8 @@
 //	  "steer": {
 //	    "steering": true,
 //	    "multicast": ["239.1.1.0/24", "ff0e::1:1/128"],
-//	    "gateway": "192.168.10.254"
+//	    "gateway": "192.168.10.254",
+//	    "fallbackRoute": true
 //	  }
 //	}
 //
@@ -184,7 +185,21 @@
 //     IPv6 inside ff00::/8, no host bits) whose traffic, including IGMP/MLD
 //     joins, leaves through this interface instead of the default route. At
 //     most 64. When several interfaces take a group it is sent out of each.
-//     A list in the element replaces the network's; [] clears it.
+//     A list in the element replaces the network's; [] clears it. When no
+//     network of the pod gives this key, all multicast (224.0.0.0/4,
+//     ff00::/8) goes through the first steered secondary network of each
+//     family, in annotation order: the primary networks of Kubernetes
+//     clusters (flannel, Calico) carry none. Giving the key on any of the
+//     pod's networks, even as [], turns that default off for the pod, and
+//     leaves multicast that no list names on eth0.
+//   - fallbackRoute: when the primary network gives the pod no default route
+//     of an address family (an IPv4-only or IPv6-only cluster) and a steered
+//     secondary network has an address of that family, Steer adds a default
+//     route of that family through the secondary (via its IPAM gateway, or
+//     on-link without one), so replies and traffic from the secondary's
+//     address can leave at all. The first steered secondary with the family
+//     in annotation order is chosen; true prefers this network, false never
+//     uses it. A family the primary routes is never touched.
 //   - gateway: next hop for traffic sourced from this interface's address
 //     that matches no learned flow. Default (or ""): the gateway of the
 //     attachment's IPAM result.

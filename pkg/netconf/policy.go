@@ -29,12 +29,18 @@ type Policy struct {
 	Steering bool
 	// Multicast lists the groups whose traffic (sent by the pod, and the
 	// IGMP/MLD joins) leaves through this interface. Each prefix is masked
-	// and unique.
+	// and unique. nil means the key was not given, so Steer's default may
+	// apply (see package steering); an empty list means no groups.
 	Multicast []netip.Prefix
 	// Gateway is the next hop for traffic sourced from the interface's
 	// address when no learned flow matches. The zero Addr means the IPAM
 	// gateway of the attachment's result.
 	Gateway netip.Addr
+	// FallbackRoute says whether this interface may carry the pod's default
+	// route of an address family the primary network does not route: nil
+	// lets Steer choose (the first steered secondary with the family), true
+	// prefers it, false never uses it.
+	FallbackRoute *bool
 }
 
 // DefaultPolicy is what a network gets with no "steer" key: steering on, no
@@ -52,6 +58,8 @@ type PolicySpec struct {
 	Multicast []string `json:"multicast"`
 	// Gateway: an IP address; "" restores the IPAM gateway.
 	Gateway *string `json:"gateway,omitempty"`
+	// FallbackRoute: see Policy.FallbackRoute. Default: unset.
+	FallbackRoute *bool `json:"fallbackRoute,omitempty"`
 }
 
 // UnmarshalJSON refuses unknown keys: a misspelt "mutlicast" must fail the
@@ -150,6 +158,10 @@ func (s *PolicySpec) apply(p *Policy) error {
 			return err
 		}
 		p.Gateway = gw
+	}
+	if s.FallbackRoute != nil {
+		v := *s.FallbackRoute
+		p.FallbackRoute = &v
 	}
 	return nil
 }

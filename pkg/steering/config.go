@@ -10,11 +10,23 @@ import (
 	"github.com/steernet/steer/pkg/datapath"
 )
 
-// buildConfig derives the dataplane configuration from the attachments; it runs inside the
-// pod's namespace to read each interface's index, MTU and MAC.
-func buildConfig(atts []Attachment) (datapath.Config, bool, error) {
-	var cfg datapath.Config
-	steered := false
+// plan is what Attach sets up in a pod: the programs' configuration and the routes the kernel
+// needs beside them.
+type plan struct {
+	cfg     datapath.Config
+	steered bool // anything to attach at all
+	// groupRoutes make sends and joins of each group take its interface; fallbacks give a family
+	// the primary does not route a default route through a secondary.
+	groupRoutes []groupRoute
+	fallbacks   []fallbackRoute
+}
+
+// buildPlan derives the dataplane configuration and kernel routes from the attachments and the
+// namespace's routes as the delegates left them; it runs inside the pod's namespace to read
+// each interface's index, MTU and MAC.
+func buildPlan(atts []Attachment) (plan, error) {
+	var p plan
+	cfg := &p.cfg
 	// The primary first: slot 0 is the cluster network.
 	ordered := make([]Attachment, 0, len(atts))
 	for _, a := range atts {
@@ -28,7 +40,7 @@ func buildConfig(atts []Attachment) (datapath.Config, bool, error) {
 	for _, a := range ordered {
 		l, err := netlink.LinkByName(a.IfName)
 		if err != nil {
-			return cfg, false, fmt.Errorf("interface %s: %w", a.IfName, err)
+			return p, fmt.Errorf("interface %s: %w", a.IfName, err)
 		}
 		itf := datapath.Interface{
 			Name:    a.IfName,
@@ -46,21 +58,34 @@ func buildConfig(atts []Attachment) (datapath.Config, bool, error) {
 				itf.Gateway6 = gw
 			}
 		}
-		steered = steered || itf.Pin
+		p.steered = p.steered || itf.Pin
 		cfg.Interfaces = append(cfg.Interfaces, itf)
 
-		for _, p := range a.Policy.Multicast {
-			i, ok := groups[p]
+		for _, g := range a.Policy.Multicast {
+			i, ok := groups[g]
 			if !ok {
 				i = len(cfg.Groups)
-				groups[p] = i
-				cfg.Groups = append(cfg.Groups, datapath.Group{Prefix: p})
+				groups[g] = i
+				cfg.Groups = append(cfg.Groups, datapath.Group{Prefix: g})
+				p.groupRoutes = append(p.groupRoutes, groupRoute{prefix: g, ifindex: itf.Index, ifname: itf.Name})
 			}
 			cfg.Groups[i].Interfaces = append(cfg.Groups[i].Interfaces, a.IfName)
-			steered = true
+			p.steered = true
 		}
 	}
-	return cfg, steered, nil
+	if !multicastKeyGiven(ordered) {
+		p.groupRoutes = append(p.groupRoutes, defaultGroupRoutes(cfg.Interfaces)...)
+	}
+	defaults, err := defaultRoutes()
+	if err != nil {
+		return p, err
+	}
+	p.fallbacks = chooseFallbacks(ordered, cfg.Interfaces, defaults)
+	if pinPrimary(cfg.Interfaces, defaults) {
+		cfg.Interfaces[0].Pin = true
+		p.steered = true
+	}
+	return p, nil
 }
 
 // setAddresses takes the interface's first IPv4 and IPv6 address and gateway from the

@@ -29,47 +29,45 @@ func (b BPF) Attach(ctx context.Context, containerID, netnsPath string, atts []A
 	if b.Disabled {
 		return nil
 	}
-	var (
-		cfg     datapath.Config
-		steered bool
-	)
+	var p plan
 	err = ns.WithNetNSPath(netnsPath, func(ns.NetNS) (err error) {
-		if cfg, steered, err = buildConfig(atts); err != nil || !steered {
+		if p, err = buildPlan(atts); err != nil || !p.steered {
 			return err
 		}
 		defer func() {
 			if err != nil {
-				err = errors.Join(err, undoKernel(cfg.Interfaces))
+				err = errors.Join(err, undoKernel(p.cfg.Interfaces))
 			}
 		}()
-		return applyKernel(cfg)
+		return applyKernel(p)
 	})
-	if err != nil || !steered {
+	if err != nil || !p.steered {
 		return err
 	}
-	if err := datapath.Attach(netnsPath, containerID, cfg, b.Options); err != nil {
+	if err := datapath.Attach(netnsPath, containerID, p.cfg, b.Options); err != nil {
 		return errors.Join(err, b.Detach(ctx, containerID, netnsPath))
 	}
-	b.logger().Debug("steering attached", "container", containerID, "interfaces", len(cfg.Interfaces), "groups", len(cfg.Groups))
+	b.logger().Debug("steering attached", "container", containerID, "interfaces", len(p.cfg.Interfaces),
+		"groups", len(p.cfg.Groups), "groupRoutes", len(p.groupRoutes), "fallbackRoutes", len(p.fallbacks))
 	return nil
 }
 
-func applyKernel(cfg datapath.Config) error {
-	for _, itf := range cfg.Interfaces {
+func applyKernel(p plan) error {
+	for _, itf := range p.cfg.Interfaces {
 		if itf.Pin {
 			if err := setKnobs(itf); err != nil {
 				return err
 			}
 		}
 	}
-	for _, g := range cfg.Groups {
-		first := g.Interfaces[0]
-		for _, itf := range cfg.Interfaces {
-			if itf.Name == first {
-				if err := addGroupRoute(g, itf.Index); err != nil {
-					return err
-				}
-			}
+	for _, g := range p.groupRoutes {
+		if err := addRoute(g.route(), g); err != nil {
+			return err
+		}
+	}
+	for _, f := range p.fallbacks {
+		if err := addRoute(f.route(), f); err != nil {
+			return err
 		}
 	}
 	return nil

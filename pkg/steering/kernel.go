@@ -3,6 +3,7 @@ package steering
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -18,15 +19,18 @@ const routeProtocol netlink.RouteProtocol = 0x5e
 // Kernel settings on steered interfaces, undone by resetting them to the namespace default.
 //   - rp_filter loose: strict filtering drops a request from a remote subnet arriving on net1
 //     (its source is routed via eth0) before any TC program can help;
-//   - arp_ignore=1: otherwise net1 answers ARP for eth0's address.
-var sysctls = []string{"rp_filter", "arp_ignore"}
+//   - arp_ignore=1: otherwise net1 answers ARP for eth0's address;
+//   - arp_announce=2: an ARP request for net1's gateway carries net1's address, not the source
+//     of the packet waiting for it (eth0's, for a reply the kernel routes by a default route on
+//     net1 before Steer pins it back to eth0), which routers with uRPF ignore.
+var knobValues = map[string]string{"rp_filter": "2", "arp_ignore": "1", "arp_announce": "2"}
 
 func sysctlPath(ifname, key string) string {
 	return filepath.Join("/proc/sys/net/ipv4/conf", ifname, key)
 }
 
 func setKnobs(itf datapath.Interface) error {
-	for key, val := range map[string]string{"rp_filter": "2", "arp_ignore": "1"} {
+	for key, val := range knobValues {
 		if err := os.WriteFile(sysctlPath(itf.Name, key), []byte(val), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s on %s: %w", key, itf.Name, err)
 		}
@@ -36,7 +40,7 @@ func setKnobs(itf datapath.Interface) error {
 
 func resetKnobs(ifname string) error {
 	var errs []error
-	for _, key := range sysctls {
+	for key := range knobValues {
 		def, err := os.ReadFile(sysctlPath("default", key))
 		if err != nil {
 			errs = append(errs, err)
@@ -50,24 +54,75 @@ func resetKnobs(ifname string) error {
 	return errors.Join(errs...)
 }
 
-// addGroupRoute makes a group's sends and joins (IGMP/MLD without an interface named) take the
-// group's first interface. No gateway: a gateway turns multicast into unicast to the router's
-// MAC. For IPv6 the route goes to the local table, where the kernel's per-interface ff00::/8
-// routes would otherwise win over anything in main.
-func addGroupRoute(g datapath.Group, ifindex int) error {
+// groupRoute makes a group's sends and joins (IGMP/MLD without an interface named) take one
+// interface.
+type groupRoute struct {
+	prefix  netip.Prefix
+	ifindex int
+	ifname  string
+}
+
+// groupRouteMetric puts Steer's IPv6 group routes before the kernel's per-interface ff00::/8
+// routes (metric 256) even for a prefix as wide as theirs.
+const groupRouteMetric = 1
+
+// route is the group route as the kernel keeps it. No gateway: a gateway turns multicast into
+// unicast to the router's MAC. For IPv6 the route goes to the local table, where the kernel's
+// per-interface ff00::/8 routes would otherwise win over anything in main.
+func (g groupRoute) route() *netlink.Route {
 	r := &netlink.Route{
-		LinkIndex: ifindex,
-		Dst:       prefixNet(g.Prefix),
+		LinkIndex: g.ifindex,
+		Dst:       prefixNet(g.prefix),
 		Scope:     netlink.SCOPE_LINK,
 		Protocol:  routeProtocol,
 	}
-	if g.Prefix.Addr().Is6() {
+	if g.prefix.Addr().Is6() {
 		r.Table = unix.RT_TABLE_LOCAL
 		r.Type = unix.RTN_MULTICAST
 		r.Scope = netlink.SCOPE_UNIVERSE
+		r.Priority = groupRouteMetric
 	}
+	return r
+}
+
+func (g groupRoute) String() string { return fmt.Sprintf("multicast route %s dev %s", g.prefix, g.ifname) }
+
+// fallbackRoute is the default route of a family the primary does not route, through a
+// secondary: via its gateway, or on-link without one.
+type fallbackRoute struct {
+	family  int // 4 or 6
+	ifindex int
+	ifname  string
+	gateway netip.Addr
+}
+
+func (f fallbackRoute) route() *netlink.Route {
+	r := &netlink.Route{LinkIndex: f.ifindex, Protocol: routeProtocol, Family: netlink.FAMILY_V4}
+	r.Dst = prefixNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+	if f.family == 6 {
+		r.Family = netlink.FAMILY_V6
+		r.Dst = prefixNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+	}
+	if f.gateway.IsValid() {
+		r.Gw = f.gateway.AsSlice()
+	} else {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	return r
+}
+
+func (f fallbackRoute) String() string {
+	via := "on-link"
+	if f.gateway.IsValid() {
+		via = "via " + f.gateway.String()
+	}
+	return fmt.Sprintf("IPv%d default route %s dev %s", f.family, via, f.ifname)
+}
+
+// addRoute adds one of Steer's routes, marked with routeProtocol for removeRoutes.
+func addRoute(r *netlink.Route, what fmt.Stringer) error {
 	if err := netlink.RouteReplace(r); err != nil {
-		return fmt.Errorf("route %s: %w", g.Prefix, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

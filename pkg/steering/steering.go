@@ -28,6 +28,8 @@ type Dataplane interface {
 	// Detach undoes Attach. It succeeds when there is nothing to undo (pod gone, netns gone,
 	// called twice).
 	Detach(ctx context.Context, containerID, netnsPath string) error
+	// Check verifies that what Attach set up for atts is still in place, naming what is not.
+	Check(ctx context.Context, containerID, netnsPath string, atts []Attachment) error
 }
 
 // Off is the Dataplane used when steering is disabled: it does nothing.
@@ -38,3 +40,6 @@ func (Off) Attach(context.Context, string, string, []Attachment) error { return 
 
 // Detach does nothing.
 func (Off) Detach(context.Context, string, string) error { return nil }
+
+// Check does nothing.
+func (Off) Check(context.Context, string, string, []Attachment) error { return nil }

@@ -106,7 +106,7 @@ func (e *env) setup(ctx context.Context) (err error) {
 	e.p.done(time.Since(start))
 
 	start = time.Now()
-	e.p.step("two nodes joined by a VXLAN overlay (the flannel / Calico VXLAN case), a DMZ and a management LAN behind a router, a client on a remote subnet")
+	e.p.step("two nodes joined by an IPv4-only VXLAN overlay (the flannel / Calico VXLAN case, single-stack like most clusters), a dual-stack DMZ and management LAN behind a router, a client on a remote subnet")
 	if e.topo, err = emulation.Build(ctx, "demo"); err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (e *env) setup(ctx context.Context) (err error) {
 			return err
 		}
 		e.defer_(func() error { return os.RemoveAll(dir) })
-		if e.hosts[i], err = emulation.NewHostRoot(dir, i); err != nil {
+		if e.hosts[i], err = emulation.NewHostRootOf(dir, i, emulation.IPv4Only); err != nil {
 			return err
 		}
 		e.kubelets[i] = emulation.NewKubelet(e.topo, i, e.hosts[i], e.cluster.Client(), "demo")

@@ -104,8 +104,15 @@ func (e *env) seed002(ctx context.Context) (Verdict, error) {
 		ok := e.probeAll(ctx, a4, a6)
 		if !on {
 			route, _ := pod.Exec(ctx, "ip", "route", "get", emulation.Client4.String(), "from", a4.String())
-			e.p.say("why: the pod's kernel routes the reply by its default route: %s", firstLine(route))
+			e.p.say("why (IPv4): the pod's kernel routes the reply by its default route: %s", firstLine(route))
+			route6, err := pod.Exec(ctx, "ip", "-6", "route", "get", emulation.Client6.String(), "from", a6.String())
+			if err != nil {
+				route6 = strings.TrimSpace(route6)
+			}
+			e.p.say("why (IPv6): the cluster network is IPv4-only, the pod has no IPv6 route at all: %s", firstLine(route6))
 		} else {
+			route6, _ := pod.Exec(ctx, "ip", "-6", "route", "show", "default")
+			e.p.say("Steer gave IPv6, which the cluster network lacks, a default route through the DMZ: %s", firstLine(route6))
 			e.p.say("Steer learned the flows on net1 and sent %d replies back through it", e.count(pod, "net1", datapath.ReasonPinned))
 		}
 		return ok, nil
@@ -138,14 +145,14 @@ func (e *env) seed001(ctx context.Context) (Verdict, error) {
 }
 
 func (e *env) seed000(ctx context.Context) (Verdict, error) {
-	e.p.heading("Seed 000 — overlay (flannel) + macvlan multicast: send, receive on another node, join without naming an interface")
+	e.p.heading("Seed 000 — overlay (flannel) + macvlan multicast: send, receive on another node, join without naming an interface; the NAD lists no group")
 	broken, fixed, err := e.modes(ctx, func(ctx context.Context, on bool) (bool, error) {
-		sender, stop, err := e.runPod(ctx, 0, "sensor", selection(ipsElem("dmz-multicast", emulation.DMZ, 11)))
+		sender, stop, err := e.runPod(ctx, 0, "sensor", selection(ipsElem("dmz", emulation.DMZ, 11)))
 		if err != nil {
 			return false, err
 		}
 		defer stop()
-		other, stop2, err := e.runPod(ctx, 1, "collector", selection(ipsElem("dmz-multicast", emulation.DMZ, 12)))
+		other, stop2, err := e.runPod(ctx, 1, "collector", selection(ipsElem("dmz", emulation.DMZ, 12)))
 		if err != nil {
 			return false, err
 		}

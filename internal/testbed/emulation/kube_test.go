@@ -53,9 +53,15 @@ type kubeEnv struct {
 	ns       string
 	topo     *Topology
 	kubelets [2]*Kubelet
+	bpfRoot  string // the nodes' pin root
 }
 
 func newKubeEnv(t *testing.T, steer bool) *kubeEnv {
+	return newKubeEnvOf(t, steer, DualStack)
+}
+
+// newKubeEnvOf is newKubeEnv with a primary network of the given address families.
+func newKubeEnvOf(t *testing.T, steer bool, fams Families) *kubeEnv {
 	cluster := kubetest.Cluster(t)
 	ctx := context.Background()
 	e := &kubeEnv{ns: kubetest.Namespace(t), topo: topology(t)}
@@ -67,6 +73,7 @@ func newKubeEnv(t *testing.T, steer bool) *kubeEnv {
 		t.Fatal(err)
 	}
 	layout := nstest.BPFRoot(t)
+	e.bpfRoot = layout.Root
 	apiAddr := strings.TrimPrefix(cluster.Host(), "https://")
 	for i := range e.kubelets {
 		fwd, err := ForwardAPI(e.topo.Nodes[i], apiAddr)
@@ -74,7 +81,7 @@ func newKubeEnv(t *testing.T, steer bool) *kubeEnv {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = fwd.Close() })
-		host, err := NewHostRoot(t.TempDir(), i)
+		host, err := NewHostRootOf(t.TempDir(), i, fams)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -91,6 +91,17 @@ func (k *Kubelet) Del(ctx context.Context, p *Pod) error {
 	})
 }
 
+// Check runs CNI CHECK for the pod's sandbox.
+func (k *Kubelet) Check(ctx context.Context, p *Pod) error {
+	list, rt, err := k.cni(p)
+	if err != nil {
+		return err
+	}
+	return k.NodeNS.Do(func(ns.NetNS) error {
+		return libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec).CheckNetworkList(ctx, list, rt)
+	})
+}
+
 // StopPod runs CNI DEL, removes the sandbox and deletes the pod object.
 func (k *Kubelet) StopPod(ctx context.Context, p *Pod) error {
 	errs := []error{k.Del(ctx, p), p.Remove()}

@@ -6,9 +6,34 @@ import (
 	"net/netip"
 )
 
+// Families are the address families of the primary network.
+type Families int
+
+const (
+	DualStack Families = iota // today's default of the emulation
+	IPv4Only                  // most flannel and Calico clusters
+	IPv6Only
+)
+
+func (f Families) String() string {
+	return [...]string{"dual-stack", "ipv4-only", "ipv6-only"}[f]
+}
+
 // ClusterNetwork is the primary network's CNI config on node i: a bridge on the overlay with
 // host-local IPAM, the default route via the bridge (what flannel and Calico give a pod).
 func ClusterNetwork(i int, dataDir string) []byte {
+	return ClusterNetworkOf(i, dataDir, DualStack)
+}
+
+// ClusterNetworkOf is ClusterNetwork with the given address families.
+func ClusterNetworkOf(i int, dataDir string, fams Families) []byte {
+	var ranges []any
+	if fams != IPv6Only {
+		ranges = append(ranges, []any{map[string]any{"subnet": PodCIDR4[i].String()}})
+	}
+	if fams != IPv4Only {
+		ranges = append(ranges, []any{map[string]any{"subnet": PodCIDR6[i].String()}})
+	}
 	return mustJSON(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "overlay",
@@ -20,10 +45,7 @@ func ClusterNetwork(i int, dataDir string) []byte {
 			"ipam": map[string]any{
 				"type":    "host-local",
 				"dataDir": dataDir,
-				"ranges": []any{
-					[]any{map[string]any{"subnet": PodCIDR4[i].String()}},
-					[]any{map[string]any{"subnet": PodCIDR6[i].String()}},
-				},
+				"ranges":  ranges,
 			},
 		}},
 	})
@@ -75,6 +97,28 @@ func (l LAN) MacvlanConf(host int, extra map[string]any) []byte {
 		conf[k] = v
 	}
 	return mustJSON(conf)
+}
+
+// HostLocalConf is the macvlan config of the LAN with dual-stack host-local IPAM: addresses
+// from host 100 on, the router as gateway, no routes — the NAD users write, with no Steer key.
+func (l LAN) HostLocalConf(name, dataDir string) []byte {
+	r4, r6 := l.Addr(100)
+	e4, e6 := l.Addr(199)
+	return mustJSON(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       name,
+		"type":       "macvlan",
+		"master":     l.Master,
+		"mode":       "bridge",
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"dataDir": dataDir,
+			"ranges": []any{
+				[]any{map[string]any{"subnet": l.V4.String(), "rangeStart": r4.String(), "rangeEnd": e4.String(), "gateway": l.Gateway4.String()}},
+				[]any{map[string]any{"subnet": l.V6.String(), "rangeStart": r6.String(), "rangeEnd": e6.String(), "gateway": l.Gw6.String()}},
+			},
+		},
+	})
 }
 
 func mustJSON(v any) []byte {

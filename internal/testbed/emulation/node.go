@@ -43,6 +43,11 @@ func (h HostRoot) SteerConfig() string { return filepath.Join(h.ConfDir(), insta
 // NewHostRoot lays out node i's root under dir with the primary network's config (the overlay
 // bridge, as flannel would have written it) and the reference plugins in its bin dir.
 func NewHostRoot(dir string, node int) (HostRoot, error) {
+	return NewHostRootOf(dir, node, DualStack)
+}
+
+// NewHostRootOf is NewHostRoot with a primary network of the given address families.
+func NewHostRootOf(dir string, node int, fams Families) (HostRoot, error) {
 	h := HostRoot{Dir: dir}
 	for _, d := range []string{h.ConfDir(), h.BinDir(), h.CNIDir(), h.IPAMDir(), h.RuntimeDir(), h.NADConfDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -62,7 +67,7 @@ func NewHostRoot(dir string, node int) (HostRoot, error) {
 			return h, err
 		}
 	}
-	return h, os.WriteFile(filepath.Join(h.ConfDir(), "10-overlay.conflist"), ClusterNetwork(node, h.IPAMDir()), 0o644)
+	return h, os.WriteFile(filepath.Join(h.ConfDir(), "10-overlay.conflist"), ClusterNetworkOf(node, h.IPAMDir(), fams), 0o644)
 }
 
 // SteerOptions are the plugin keys an emulated node's Steer config carries.
