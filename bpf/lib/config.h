@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 
 #define STEER_MAX_IFACES 8
 #define STEER_MAX_GROUPS 16

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 #include "layout.h"
 #include "parse.h"
 
