@@ -296,15 +296,8 @@ type prCount struct {
 	reason steerSteerReason
 }
 
-var prReasonNames = [...]string{"PASSED", "LEARNED", "PINNED", "SOURCE", "MULTICAST", "MSS_CLAMPED",
-	"DROP_OVERSIZE", "DROP_ERROR"}
-
 func (c prCount) String() string {
-	name := fmt.Sprint(uint32(c.reason))
-	if int(c.reason) < len(prReasonNames) {
-		name = prReasonNames[c.reason]
-	}
-	return fmt.Sprintf("{slot %d %s}", c.slot, name)
+	return fmt.Sprintf("{slot %d %s}", c.slot, Reason(c.reason))
 }
 
 // reset empties the counters and the flow table between cases.
