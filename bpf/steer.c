@@ -17,6 +17,7 @@
  * once. */
 
 #include "lib/common.h"
+#include "lib/verifier.h"
 #include "lib/layout.h"
 #include "lib/config.h"
 #include "lib/counters.h"

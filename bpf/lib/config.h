@@ -5,9 +5,13 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 
-#define STEER_MAX_IFACES 8
-#define STEER_MAX_GROUPS 16
+/* The sizes of the tables: an enum, not macros, so that bpf2go generates them for Go. */
+enum steer_limits {
+	STEER_MAX_IFACES = 8,
+	STEER_MAX_GROUPS = 16,
+};
 
 enum steer_iface_flags {
 	STEER_IFACE_PRIMARY = 1 << 0, /* the cluster network (eth0) */

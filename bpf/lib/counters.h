@@ -18,8 +18,13 @@ enum steer_reason {
 	STEER_REASON_MAX = 8,
 };
 
-/* Carries enum steer_reason into BTF so loaders and bpftool read reason names from the object. */
-volatile const enum steer_reason steer_reasons = STEER_REASON_MAX;
+/* Carries enum steer_reason and enum steer_limits into BTF, which has an enum only where a
+ * declaration uses it: loaders and bpftool read reason names from the object, and bpf2go
+ * generates both for Go. A union of the two is as large as one, so .rodata keeps its layout. */
+volatile const union {
+	enum steer_reason reason;
+	enum steer_limits limits;
+} steer_reasons = { STEER_REASON_MAX };
 
 struct steer_counter {
 	__u64 packets;

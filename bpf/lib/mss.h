@@ -10,6 +10,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 #include "layout.h"
 #include "parse.h"
 
@@ -34,7 +35,7 @@ static __always_inline __u16 csum_replace2(__u16 check, __u16 old, __u16 new)
 
 /* clamp_mss lowers the MSS option of the TCP SYN whose header is at l4_off to mss; it returns 1
  * when it changed the packet. The options are walked with an offset opaque to the verifier
- * (common.h), so that every iteration is one state to it, not one per mix of option kinds and
+ * (verifier.h), so that every iteration is one state to it, not one per mix of option kinds and
  * lengths seen before; the option found is rewritten after the walk, verified once. */
 static __always_inline int clamp_mss(void *data, void *data_end, __u32 l4_off, __u16 mss)
 {

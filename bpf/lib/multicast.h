@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 #include "config.h"
 #include "counters.h"
 #include "layout.h"

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 #include "config.h"
 #include "layout.h"
 

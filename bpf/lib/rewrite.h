@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.h"
+#include "verifier.h"
 #include "config.h"
 #include "layout.h"
 #include "parse.h"

@@ -21,15 +21,14 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/progrun"
 )
 
 const benchLoopback = 1
@@ -67,61 +66,44 @@ func benchLoad(b *testing.B, cfg Config) (*Objects, ns.NetNS) {
 	return objs, n
 }
 
-// benchBaseline is a program of typ that only returns ret: what BPF_PROG_TEST_RUN costs
-// without any program work.
-func benchBaseline(b *testing.B, typ ebpf.ProgramType, ret int32) *ebpf.Program {
-	b.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: typ, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
-	})
-	if err != nil {
-		b.Fatalf("baseline program: %v", err)
-	}
-	b.Cleanup(func() { prog.Close() })
-	return prog
-}
-
 // benchRun runs prog b.N times on frame in n and reports the kernel's mean time per run, minus
 // that of a trivial program of the same type.
 func benchRun(b *testing.B, n ns.NetNS, prog *ebpf.Program, frame []byte, want uint32) {
 	b.Helper()
-	base := benchBaseline(b, ebpf.SchedCLS, tcOK)
-	if prog.Type() == ebpf.XDP {
-		base = benchBaseline(b, ebpf.XDP, xdpPass)
+	base, err := progrun.Trivial(prog.Type())
+	if err != nil {
+		b.Fatal(err)
 	}
-	var (
-		ret          uint32
-		per, basePer time.Duration
-	)
-	err := n.Do(func(ns.NetNS) error {
+	defer base.Close()
+	in := progrun.Input{Data: frame, Repeat: uint32(b.N)}
+	var r, baseRun progrun.Result
+	err = n.Do(func(ns.NetNS) error {
 		var err error
-		if _, basePer, err = base.Benchmark(frame, b.N, nil); err != nil {
+		if baseRun, err = progrun.Run(base, in); err != nil {
 			return err
 		}
 		b.ResetTimer()
-		ret, per, err = prog.Benchmark(frame, b.N, b.ResetTimer)
+		r, err = progrun.Run(prog, in)
 		return err
 	})
 	b.StopTimer()
 	if err != nil {
 		b.Fatalf("benchmark %v: %v", prog, err)
 	}
-	if ret != want {
-		b.Fatalf("%v returned %d, want %d", prog, ret, want)
+	if r.Ret != want {
+		b.Fatalf("%v returned %d, want %d", prog, r.Ret, want)
 	}
-	b.ReportMetric(float64(per.Nanoseconds()-basePer.Nanoseconds()), "ns/pkt")
-	b.ReportMetric(float64(basePer.Nanoseconds()), "base-ns/pkt")
-	b.ReportMetric(float64(per.Nanoseconds()), "raw-ns/pkt")
+	b.ReportMetric(float64(r.PerRun.Nanoseconds()-baseRun.PerRun.Nanoseconds()), "ns/pkt")
+	b.ReportMetric(float64(baseRun.PerRun.Nanoseconds()), "base-ns/pkt")
+	b.ReportMetric(float64(r.PerRun.Nanoseconds()), "raw-ns/pkt")
 }
 
 // benchExpect checks the benchmark took the path it measures: row (slot, reason) counted at
 // least runs packets.
 func benchExpect(b *testing.B, objs *Objects, slot int, reason steerSteerReason, runs int) {
 	b.Helper()
-	var vals []steerSteerCounter
-	key := uint32(slot)*uint32(steerSteerReasonSTEER_REASON_MAX) + uint32(reason)
-	if err := objs.SteerCounters.Lookup(key, &vals); err != nil {
+	var vals []CounterValue
+	if err := objs.SteerCounters.Lookup(CounterKey(slot, Reason(reason)), &vals); err != nil {
 		b.Fatal(err)
 	}
 	var got uint64
@@ -206,8 +188,7 @@ func BenchmarkIngressLearnExisting(b *testing.B) {
 		pass uint32
 	}{{"tc", objs.SteerIngress, tcOK}, {"xdp", objs.SteerIngressXdp, xdpPass}} {
 		b.Run(h.name, func(b *testing.B) {
-			if err := objs.SteerCounters.Put(uint32(steerSteerReasonSTEER_REASON_MAX)+uint32(steerSteerReasonSTEER_REASON_LEARNED),
-				make([]steerSteerCounter, ebpf.MustPossibleCPU())); err != nil {
+			if err := objs.SteerCounters.Put(CounterKey(1, ReasonLearned), make([]CounterValue, ebpf.MustPossibleCPU())); err != nil {
 				b.Fatal(err)
 			}
 			benchRun(b, n, h.prog, frame, h.pass)
@@ -223,12 +204,9 @@ func BenchmarkIngressLearnExisting(b *testing.B) {
 func BenchmarkEgressMulticastFanout(b *testing.B) {
 	prSkipUnlessRoot(b)
 	n := prNewNS(b)
-	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.XDP, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
-	})
+	drop, err := progrun.Returning(ebpf.XDP, progrun.XDPDrop)
 	if err != nil {
-		b.Fatalf("XDP drop program: %v", err)
+		b.Fatal(err)
 	}
 	b.Cleanup(func() { drop.Close() })
 	var index [2]int

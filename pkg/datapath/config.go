@@ -10,10 +10,10 @@ import (
 	"syscall"
 )
 
-// MaxInterfaces and MaxGroups are the sizes of the load-time tables in bpf/lib/config.h.
+// MaxInterfaces and MaxGroups are the sizes of the load-time tables (enum steer_limits).
 const (
-	MaxInterfaces = 8
-	MaxGroups     = 16
+	MaxInterfaces = int(steerSteerLimitsSTEER_MAX_IFACES)
+	MaxGroups     = int(steerSteerLimitsSTEER_MAX_GROUPS)
 )
 
 // DefaultFlowEntries bounds the flow table of a pod: about 0.5 MiB of kernel memory.
@@ -80,14 +80,14 @@ func (c *Config) slot(name string) int {
 	return -1
 }
 
-// Interface flags, as enum steer_iface_flags in bpf/lib/config.h.
+// Interface flags (enum steer_iface_flags).
 const (
-	flagPrimary = 1 << iota
-	flagPin
-	flagHasV4
-	flagHasV6
-	flagGW4
-	flagGW6
+	flagPrimary = steerSteerIfaceFlagsSTEER_IFACE_PRIMARY
+	flagPin     = steerSteerIfaceFlagsSTEER_IFACE_PIN
+	flagHasV4   = steerSteerIfaceFlagsSTEER_IFACE_HAS_V4
+	flagHasV6   = steerSteerIfaceFlagsSTEER_IFACE_HAS_V6
+	flagGW4     = steerSteerIfaceFlagsSTEER_IFACE_GW4
+	flagGW6     = steerSteerIfaceFlagsSTEER_IFACE_GW6
 )
 
 func encodeInterfaces(itfs []Interface) [MaxInterfaces]steerSteerIface {
@@ -100,7 +100,7 @@ func encodeInterfaces(itfs []Interface) [MaxInterfaces]steerSteerIface {
 		for j := 0; j < len(itf.Name) && j < len(e.Name)-1; j++ {
 			e.Name[j] = int8(itf.Name[j])
 		}
-		var flags uint32
+		var flags steerSteerIfaceFlags
 		if itf.Primary {
 			flags |= flagPrimary
 		}
@@ -123,7 +123,7 @@ func encodeInterfaces(itfs []Interface) [MaxInterfaces]steerSteerIface {
 			flags |= flagGW6
 			e.Gw6.V6 = AddrBytes(itf.Gateway6)
 		}
-		e.Flags = flags
+		e.Flags = uint32(flags) // the field's type is the enum's size, not its name
 	}
 	return out
 }

@@ -29,8 +29,6 @@ var reasonNames = [...]string{
 	steerSteerReasonSTEER_REASON_DROP_ERROR:    "drop_error",
 }
 
-const numReasons = int(steerSteerReasonSTEER_REASON_MAX)
-
 // Reason values.
 const (
 	ReasonPassed       = Reason(steerSteerReasonSTEER_REASON_PASSED)
@@ -237,24 +235,25 @@ func decodeInterface(e steerSteerIface) Interface {
 		}
 		name = append(name, byte(c))
 	}
+	flags := steerSteerIfaceFlags(e.Flags)
 	itf := Interface{
 		Name:    string(name),
 		Index:   int(e.Ifindex),
 		MTU:     int(e.Mtu),
 		MAC:     net.HardwareAddr(append([]byte(nil), e.Mac[:]...)),
-		Primary: e.Flags&flagPrimary != 0,
-		Pin:     e.Flags&flagPin != 0,
+		Primary: flags&flagPrimary != 0,
+		Pin:     flags&flagPin != 0,
 	}
-	if e.Flags&flagHasV4 != 0 {
+	if flags&flagHasV4 != 0 {
 		itf.Addr4 = addrFrom(e.Addr4.V6, syscall.AF_INET)
 	}
-	if e.Flags&flagHasV6 != 0 {
+	if flags&flagHasV6 != 0 {
 		itf.Addr6 = addrFrom(e.Addr6.V6, syscall.AF_INET6)
 	}
-	if e.Flags&flagGW4 != 0 {
+	if flags&flagGW4 != 0 {
 		itf.Gateway4 = addrFrom(e.Gw4.V6, syscall.AF_INET)
 	}
-	if e.Flags&flagGW6 != 0 {
+	if flags&flagGW6 != 0 {
 		itf.Gateway6 = addrFrom(e.Gw6.V6, syscall.AF_INET6)
 	}
 	return itf
@@ -281,8 +280,8 @@ func readCounters(path string, slots *[MaxInterfaces]string) ([]Counter, error) 
 
 // decodeCounter sums the per-CPU values of counter row key (slot * reasons + reason).
 func decodeCounter(key uint32, perCPU []steerSteerCounter, slots *[MaxInterfaces]string) Counter {
-	c := Counter{Reason: Reason(key % uint32(numReasons))}
-	if slot := key / uint32(numReasons); slot < uint32(len(slots)) {
+	c := Counter{Reason: Reason(key % uint32(NumReasons))}
+	if slot := key / uint32(NumReasons); slot < uint32(len(slots)) {
 		c.Interface = slots[slot]
 	}
 	for _, v := range perCPU {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/progrun"
 )
 
 func prReply(slot int, v6 bool, src netip.Addr, l4 packet.Transport, payload string) []byte {
@@ -244,7 +245,7 @@ func TestProgRunEgressOversize(t *testing.T) {
 			}
 
 			in = prPadded(v6, src, prMTU+packet.EthLen)
-			r = e.tc(e.objs.SteerEgress, e.index[prPrimary], in, prSkb{GSOSegs: 2, GSOSize: 1000})
+			r = e.tc(e.objs.SteerEgress, e.index[prPrimary], in, progrun.Skb{GSOSegs: 2, GSOSize: 1000})
 			if r.ret != tcRedirect {
 				t.Errorf("GSO: verdict %d, want TC_ACT_REDIRECT", r.ret)
 			}
@@ -278,7 +279,7 @@ func TestProgRunEgressLoopMark(t *testing.T) {
 				e.ingress(prA, prRequest(prA, v6, prL4("udp", 40000, 53, false)))
 				in := prReply(prPrimary, v6, prAddr(prPrimary, v6), prL4("udp", 53, 40000, true), "copy")
 
-				r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, prSkb{Mark: tc.bit | otherBits})
+				r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, progrun.Skb{Mark: tc.bit | otherBits})
 				if r.ret != tcOK {
 					t.Errorf("%s marked: verdict %d, want TC_ACT_OK", prFamilyName(v6), r.ret)
 				}
@@ -288,7 +289,7 @@ func TestProgRunEgressLoopMark(t *testing.T) {
 				}
 				mc := prBuild(packet.MulticastMAC(prGroupAll), prMAC[prPrimary], prAddr4[prPrimary], prGroupAll,
 					prL4("udp", 5000, 6000, false), "marked multicast")
-				if r := e.tc(e.objs.SteerEgress, e.index[prPrimary], mc, prSkb{Mark: tc.bit}); r.ret != tcOK || r.mark != 0 {
+				if r := e.tc(e.objs.SteerEgress, e.index[prPrimary], mc, progrun.Skb{Mark: tc.bit}); r.ret != tcOK || r.mark != 0 {
 					t.Errorf("marked multicast: verdict %d mark %#x", r.ret, r.mark)
 				}
 				e.expectCounters(map[prCount]uint64{
@@ -297,7 +298,7 @@ func TestProgRunEgressLoopMark(t *testing.T) {
 				})
 
 				if tc.bit != defaultMark { // the default bit is an ordinary mark bit now
-					r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, prSkb{Mark: defaultMark})
+					r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, progrun.Skb{Mark: defaultMark})
 					if r.ret != tcRedirect || r.mark != defaultMark {
 						t.Errorf("default bit with a configured mark: verdict %d mark %#x", r.ret, r.mark)
 					}
@@ -397,7 +398,7 @@ func TestProgRunEgressPasses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.in(t)
 			e.reset()
-			r := e.tc(e.objs.SteerEgress, tc.ifindex(e), tc.frame, prSkb{})
+			r := e.tc(e.objs.SteerEgress, tc.ifindex(e), tc.frame, progrun.Skb{})
 			if r.ret != tcOK {
 				t.Errorf("verdict %d, want TC_ACT_OK", r.ret)
 			}

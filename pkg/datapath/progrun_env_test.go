@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/progrun"
 )
 
 // The pod of every test: slot 0 is the cluster network, slots 1 and 2 are pinned secondaries.
@@ -35,10 +37,10 @@ const (
 	prMTU     = 1500
 	prUnknown = MaxInterfaces // counter row of interfaces that are not configured
 
-	tcOK       = 0
-	tcShot     = 2
-	tcRedirect = 7
-	xdpPass    = 2
+	tcOK       = progrun.TCOK
+	tcShot     = progrun.TCShot
+	tcRedirect = progrun.TCRedirect
+	xdpPass    = progrun.XDPPass
 )
 
 var (
@@ -239,30 +241,6 @@ func prSetup(t *testing.T, edit ...func(*Config)) *prEnv {
 	return e
 }
 
-// prSkb is the prefix of struct __sk_buff that BPF_PROG_TEST_RUN takes as context (the kernel
-// accepts mark, priority, ingress_ifindex, ifindex, cb, tstamp, wire_len, gso_segs, gso_size
-// and hwtstamp; everything else must be zero). TestProgRunContextLayout checks it against BTF.
-type prSkb struct {
-	Len, PktType, Mark, QueueMapping, Protocol, VlanPresent, VlanTCI, VlanProto uint32
-	Priority, IngressIfindex, Ifindex, TCIndex                                  uint32
-	CB                                                                          [5]uint32
-	Hash, TCClassid, Data, DataEnd, NapiID, Family, RemoteIP4, LocalIP4         uint32
-	RemoteIP6, LocalIP6                                                         [4]uint32
-	RemotePort, LocalPort, DataMeta                                             uint32
-	FlowKeys, Tstamp                                                            uint64
-	WireLen, GSOSegs                                                            uint32
-	Sk                                                                          uint64
-	GSOSize                                                                     uint32
-	TstampType                                                                  uint8
-	_                                                                           [3]uint8
-	HWTstamp                                                                    uint64
-}
-
-// prXdp is struct xdp_md.
-type prXdp struct {
-	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
-}
-
 type prRun struct {
 	ret  uint32
 	out  []byte
@@ -270,49 +248,46 @@ type prRun struct {
 }
 
 // tc runs a TC program on the frame as if it passed ifindex; ctx may preset mark and gso_segs.
-func (e *prEnv) tc(prog *ebpf.Program, ifindex int, in []byte, ctx prSkb) prRun {
+func (e *prEnv) tc(prog *ebpf.Program, ifindex int, in []byte, ctx progrun.Skb) prRun {
 	e.t.Helper()
 	ctx.Ifindex = uint32(ifindex)
-	var out prSkb
-	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256), Context: ctx, ContextOut: &out}
-	var ret uint32
+	var out progrun.Skb
+	return e.run(prog, ifindex, progrun.Input{Data: in, Context: ctx, ContextOut: &out}, &out.Mark)
+}
+
+func (e *prEnv) ingress(slot int, in []byte) prRun {
+	e.t.Helper()
+	return e.tc(e.objs.SteerIngress, e.index[slot], in, progrun.Skb{})
+}
+
+func (e *prEnv) egress(slot int, in []byte) prRun {
+	e.t.Helper()
+	return e.tc(e.objs.SteerEgress, e.index[slot], in, progrun.Skb{})
+}
+
+func (e *prEnv) xdp(ifindex int, in []byte) prRun {
+	e.t.Helper()
+	return e.run(e.objs.SteerIngressXdp, ifindex, progrun.Input{Data: in, Context: progrun.XDP(ifindex, len(in))}, nil)
+}
+
+// run runs prog once in the pod; mark, when set, points at the context's mark after the run.
+func (e *prEnv) run(prog *ebpf.Program, ifindex int, in progrun.Input, mark *uint32) prRun {
+	e.t.Helper()
+	in.DataOut = make([]byte, len(in.Data)+256)
+	var r progrun.Result
 	err := e.pod.Do(func(ns.NetNS) error {
 		var err error
-		ret, err = prog.Run(&opts)
+		r, err = progrun.Run(prog, in)
 		return err
 	})
 	if err != nil {
 		e.t.Fatalf("run %v on ifindex %d: %v", prog, ifindex, err)
 	}
-	return prRun{ret: ret, out: opts.DataOut, mark: out.Mark}
-}
-
-func (e *prEnv) ingress(slot int, in []byte) prRun {
-	e.t.Helper()
-	return e.tc(e.objs.SteerIngress, e.index[slot], in, prSkb{})
-}
-
-func (e *prEnv) egress(slot int, in []byte) prRun {
-	e.t.Helper()
-	return e.tc(e.objs.SteerEgress, e.index[slot], in, prSkb{})
-}
-
-func (e *prEnv) xdp(ifindex int, in []byte) prRun {
-	e.t.Helper()
-	opts := ebpf.RunOptions{
-		Data: in, DataOut: make([]byte, len(in)+256),
-		Context: prXdp{DataEnd: uint32(len(in)), IngressIfindex: uint32(ifindex)},
+	out := prRun{ret: r.Ret, out: r.Data}
+	if mark != nil {
+		out.mark = *mark
 	}
-	var ret uint32
-	err := e.pod.Do(func(ns.NetNS) error {
-		var err error
-		ret, err = e.objs.SteerIngressXdp.Run(&opts)
-		return err
-	})
-	if err != nil {
-		e.t.Fatalf("run XDP on ifindex %d: %v", ifindex, err)
-	}
-	return prRun{ret: ret, out: opts.DataOut}
+	return out
 }
 
 // prCount names a counter row: slot (prUnknown for the unknown-interface row) and reason.
@@ -321,15 +296,8 @@ type prCount struct {
 	reason steerSteerReason
 }
 
-var prReasonNames = [...]string{"PASSED", "LEARNED", "PINNED", "SOURCE", "MULTICAST", "MSS_CLAMPED",
-	"DROP_OVERSIZE", "DROP_ERROR"}
-
 func (c prCount) String() string {
-	name := fmt.Sprint(uint32(c.reason))
-	if int(c.reason) < len(prReasonNames) {
-		name = prReasonNames[c.reason]
-	}
-	return fmt.Sprintf("{slot %d %s}", c.slot, name)
+	return fmt.Sprintf("{slot %d %s}", c.slot, Reason(c.reason))
 }
 
 // reset empties the counters and the flow table between cases.
@@ -363,7 +331,7 @@ func (e *prEnv) counters() map[prCount]uint64 {
 			bytes += v.Bytes
 		}
 		if n != 0 {
-			got[prCount{int(k) / int(steerSteerReasonSTEER_REASON_MAX), steerSteerReason(k % uint32(steerSteerReasonSTEER_REASON_MAX))}] = n
+			got[prCount{int(k) / NumReasons, steerSteerReason(k % uint32(NumReasons))}] = n
 		}
 		if (n == 0) != (bytes == 0) {
 			e.t.Errorf("counter %d: %d packets, %d bytes", k, n, bytes)
@@ -411,9 +379,9 @@ func prBE16(v uint16) uint16 {
 }
 
 func prKey(proto uint8, remote netip.Addr, remotePort, localPort uint16) steerFlowKey {
-	k := steerFlowKey{Family: 2, Proto: proto, RemotePort: prBE16(remotePort), LocalPort: prBE16(localPort)}
+	k := steerFlowKey{Family: syscall.AF_INET, Proto: proto, RemotePort: prBE16(remotePort), LocalPort: prBE16(localPort)}
 	if remote.Is6() {
-		k.Family = 10
+		k.Family = syscall.AF_INET6
 	}
 	k.Remote.V6 = AddrBytes(remote)
 	return k

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/progrun"
 )
 
 func prL4(proto string, sport, dport uint16, reply bool) packet.Transport {
@@ -173,7 +174,7 @@ func TestProgRunIngress(t *testing.T) {
 		run  func(ifindex int, in []byte) prRun
 		pass uint32
 	}{
-		{"tc", func(ifindex int, in []byte) prRun { return e.tc(e.objs.SteerIngress, ifindex, in, prSkb{}) }, tcOK},
+		{"tc", func(ifindex int, in []byte) prRun { return e.tc(e.objs.SteerIngress, ifindex, in, progrun.Skb{}) }, tcOK},
 		{"xdp", e.xdp, xdpPass},
 	}
 	for _, tc := range prIngressCases() {

@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 )
 
 func TestProgRunLoad(t *testing.T) {
@@ -73,27 +71,6 @@ func TestProgRunLoad(t *testing.T) {
 func lastLine(s string) string {
 	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
 	return string(lines[len(lines)-1])
-}
-
-// TestProgRunContextLayout checks prSkb against the kernel's struct __sk_buff.
-func TestProgRunContextLayout(t *testing.T) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		t.Skipf("kernel BTF: %v", err)
-	}
-	var skb *btf.Struct
-	if err := spec.TypeByName("__sk_buff", &skb); err != nil {
-		t.Fatal(err)
-	}
-	if got := binary.Size(prSkb{}); uint32(got) != skb.Size {
-		t.Fatalf("prSkb is %d bytes, __sk_buff %d", got, skb.Size)
-	}
-	want := map[string]uint32{"mark": 8, "ifindex": 40, "gso_segs": 164, "hwtstamp": 184}
-	for _, m := range skb.Members {
-		if off, ok := want[m.Name]; ok && m.Offset.Bytes() != off {
-			t.Errorf("__sk_buff.%s at %d, prSkb has it at %d", m.Name, m.Offset.Bytes(), off)
-		}
-	}
 }
 
 // Frames.

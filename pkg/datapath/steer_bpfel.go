@@ -83,6 +83,24 @@ type steerSteerIface struct {
 	}
 }
 
+type steerSteerIfaceFlags uint32
+
+const (
+	steerSteerIfaceFlagsSTEER_IFACE_PRIMARY steerSteerIfaceFlags = 1
+	steerSteerIfaceFlagsSTEER_IFACE_PIN     steerSteerIfaceFlags = 2
+	steerSteerIfaceFlagsSTEER_IFACE_HAS_V4  steerSteerIfaceFlags = 4
+	steerSteerIfaceFlagsSTEER_IFACE_HAS_V6  steerSteerIfaceFlags = 8
+	steerSteerIfaceFlagsSTEER_IFACE_GW4     steerSteerIfaceFlags = 16
+	steerSteerIfaceFlagsSTEER_IFACE_GW6     steerSteerIfaceFlags = 32
+)
+
+type steerSteerLimits uint32
+
+const (
+	steerSteerLimitsSTEER_MAX_IFACES steerSteerLimits = 8
+	steerSteerLimitsSTEER_MAX_GROUPS steerSteerLimits = 16
+)
+
 type steerSteerReason uint32
 
 const (

@@ -2,8 +2,8 @@ package datapath
 
 // Verification cost: the collection is loaded at every pod ADD, so the verifier's work is paid
 // per pod (about a microsecond per instruction it processes). TestVerifierCost loads every
-// interface and group count the configuration allows and logs what the verifier processed;
-// BenchmarkLoad measures Load+Close.
+// interface and group count the configuration allows and holds each program to a budget of
+// processed instructions; BenchmarkLoad measures Load+Close.
 //
 //	go test ./pkg/datapath -run TestVerifierCost -v
 //	go test ./pkg/datapath -run '^$' -bench BenchmarkLoad -benchtime 50x
@@ -14,10 +14,12 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -54,9 +56,35 @@ var (
 	verifyTimeRE = regexp.MustCompile(`verification time (\d+) usec`)
 )
 
-// verifierCost loads cfg with verifier statistics and describes what the verifier processed, per
-// program and in all.
-func verifierCost(t *testing.T, cfg Config) string {
+// verifierBudget is, per program, the most instructions the verifier may process for any
+// configuration: the largest figure measured (8 interfaces, 16 groups; clang 14, Linux 6.18)
+// plus 25%. The tricks of bpf/lib/verifier.h keep it nearly flat in the interface and group
+// counts; a defeated one multiplies it by the interface or group count, far past the headroom.
+var verifierBudget = map[string]int{
+	steerProgSteerEgress:     6040, // measured 4831
+	steerProgSteerIngress:    2320, // measured 1856
+	steerProgSteerIngressXdp: 2325, // measured 1860
+}
+
+// verifyCeiling is, per program, the most its median verification time over all the
+// configurations may be: ten times the median measured on a 2-core VM. The median, because one
+// load in ten takes several times as long there. A gross-regression guard that catches a
+// defeated trick, not noise: load-time targets belong in the benchmarks (BenchmarkLoad*).
+var verifyCeiling = map[string]time.Duration{
+	steerProgSteerEgress:     50 * time.Millisecond, // measured 4.9-5.2 ms
+	steerProgSteerIngress:    15 * time.Millisecond, // measured 1.5-1.6 ms
+	steerProgSteerIngressXdp: 15 * time.Millisecond, // measured 1.4-1.5 ms
+}
+
+// programCost is what the verifier reported for one program.
+type programCost struct {
+	insns int
+	time  time.Duration
+}
+
+// verifierCost loads cfg with verifier statistics and returns what the verifier reported per
+// program.
+func verifierCost(t *testing.T, cfg Config) map[string]programCost {
 	t.Helper()
 	spec, err := loadSteer()
 	if err != nil {
@@ -76,42 +104,84 @@ func verifierCost(t *testing.T, cfg Config) string {
 		t.Fatalf("load: %v", err)
 	}
 	defer coll.Close()
-	var (
-		out       []string
-		insns, us int
-	)
+	out := map[string]programCost{}
 	for name, p := range coll.Programs {
 		m := processedRE.FindStringSubmatch(p.VerifierLog)
 		if m == nil {
 			t.Fatalf("%s: no statistics in the verifier log:\n%s", name, p.VerifierLog)
 		}
-		n, _ := strconv.Atoi(m[1])
-		insns += n
+		var c programCost
+		c.insns, _ = strconv.Atoi(m[1])
 		if m := verifyTimeRE.FindStringSubmatch(p.VerifierLog); m != nil {
-			d, _ := strconv.Atoi(m[1])
-			us += d
+			us, _ := strconv.Atoi(m[1])
+			c.time = time.Duration(us) * time.Microsecond
 		}
-		out = append(out, fmt.Sprintf("%s %d", name, n))
+		out[name] = c
 	}
-	sort.Strings(out)
-	return fmt.Sprintf("%s; total %d (verified in %.1f ms)", strings.Join(out, ", "), insns, float64(us)/1000)
+	return out
 }
 
-// TestVerifierCost loads 1..MaxInterfaces interfaces with 0..MaxGroups groups through Load. It
-// asserts only that loading works; what the verifier processed is logged for a few group counts.
+// describeCost formats costs as a log line: per program and in all.
+func describeCost(costs map[string]programCost) string {
+	var (
+		out   []string
+		insns int
+		total time.Duration
+	)
+	for name, c := range costs {
+		out = append(out, fmt.Sprintf("%s %d", name, c.insns))
+		insns += c.insns
+		total += c.time
+	}
+	sort.Strings(out)
+	return fmt.Sprintf("%s; total %d (verified in %.1f ms)", strings.Join(out, ", "), insns, float64(total)/float64(time.Millisecond))
+}
+
+// TestVerifierCost loads 1..MaxInterfaces interfaces with 0..MaxGroups groups, with verifier
+// statistics and through Load. Every program must stay within its processed-instruction budget
+// in every configuration, and its median verification time under its ceiling; what the verifier
+// processed is logged for a few group counts.
 func TestVerifierCost(t *testing.T) {
 	prSkipUnlessRoot(t)
+	type overBudget struct{ insns, interfaces, groups int }
+	var (
+		times = map[string][]time.Duration{}
+		worst = map[string]overBudget{} // the largest figure over budget
+	)
 	for n := 1; n <= MaxInterfaces; n++ {
 		for g := 0; g <= MaxGroups; g++ {
 			cfg := costConfig(n, g)
+			costs := verifierCost(t, cfg)
 			if g == 0 || g == 3 || g == MaxGroups {
-				t.Logf("interfaces=%d groups=%2d: processed insns: %s", n, g, verifierCost(t, cfg))
+				t.Logf("interfaces=%d groups=%2d: processed insns: %s", n, g, describeCost(costs))
+			}
+			for name, c := range costs {
+				budget, ok := verifierBudget[name]
+				if !ok {
+					t.Fatalf("program %s has no verifier budget: measure it and add it to verifierBudget and verifyCeiling", name)
+				}
+				if c.insns > budget && c.insns > worst[name].insns {
+					worst[name] = overBudget{c.insns, n, g}
+				}
+				times[name] = append(times[name], c.time)
 			}
 			objs, err := Load(cfg)
 			if err != nil {
 				t.Fatalf("Load with %d interfaces, %d groups: %v", n, g, err)
 			}
 			objs.Close()
+		}
+	}
+	for name, w := range worst {
+		t.Errorf("%s with %d interfaces, %d groups: the verifier processed %d instructions, over its budget of %d (a trick of bpf/lib/verifier.h defeated?)",
+			name, w.interfaces, w.groups, w.insns, verifierBudget[name])
+	}
+	for name, ts := range times {
+		slices.Sort(ts)
+		median := ts[len(ts)/2]
+		t.Logf("%s: median verification time %v (max %v) over %d configurations", name, median, ts[len(ts)-1], len(ts))
+		if ceiling := verifyCeiling[name]; median > ceiling {
+			t.Errorf("%s: median verification time %v, over its ceiling of %v", name, median, ceiling)
 		}
 	}
 }

@@ -3,7 +3,10 @@ package perpkt
 import (
 	"net/netip"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/steernet/steer/internal/testutil/packet"
+	"github.com/steernet/steer/internal/testutil/progrun"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
@@ -18,10 +21,10 @@ const (
 
 // Verdicts (TC_ACT_*, XDP_*).
 const (
-	tcOK       = 0
-	tcShot     = 2
-	tcRedirect = 7
-	xdpPass    = 2
+	tcOK       = progrun.TCOK
+	tcShot     = progrun.TCShot
+	tcRedirect = progrun.TCRedirect
+	xdpPass    = progrun.XDPPass
 )
 
 // kase is one branch of one program: a frame, where it runs, and the counter row and verdict
@@ -61,12 +64,12 @@ const (
 )
 
 // testFlows are the flows the cases' replies belong to, learned on net1.
-func (e *env) testFlows() map[flowKey]flowValue {
-	out := map[flowKey]flowValue{}
+func (e *env) testFlows() map[datapath.FlowKey]datapath.FlowValue {
+	out := map[datapath.FlowKey]datapath.FlowValue{}
 	for _, v6 := range []bool{false, true} {
 		r := pick(v6, remote4, remote6)
-		out[key(protoTCP, r, clientPort, tcpPort)] = e.valueOn(slotNet1, v6)
-		out[key(protoUDP, r, udpClient, udpPort)] = e.valueOn(slotNet1, v6)
+		out[key(unix.IPPROTO_TCP, r, clientPort, tcpPort)] = e.valueOn(slotNet1, v6)
+		out[key(unix.IPPROTO_UDP, r, udpClient, udpPort)] = e.valueOn(slotNet1, v6)
 	}
 	return out
 }

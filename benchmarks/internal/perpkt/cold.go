@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/cilium/ebpf"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/benchmarks/internal/stats"
+	"github.com/steernet/steer/internal/testutil/progrun"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
@@ -41,7 +43,7 @@ func (r *Results) cold(e *env, objs *datapath.Objects, t TableSize) error {
 		{base: find(cs, "pinned reply (TCP)"), dst: func() netip.Addr {
 			for {
 				i := rng.IntN(t.Fill)
-				var v flowValue
+				var v datapath.FlowValue
 				if objs.SteerFlows.Lookup(fillKey(i), &v) == nil {
 					return fillRemote(i)
 				}
@@ -66,7 +68,7 @@ func (r *Results) cold(e *env, objs *datapath.Objects, t TableSize) error {
 		for i := range frames {
 			frames[i] = withDst()
 		}
-		hotNS, coldNS, err := e.coldRuns(progOf(objs, c.base.hook).FD(), hot, frames)
+		hotNS, coldNS, err := e.coldRuns(progOf(objs, c.base.hook), hot, frames)
 		if err != nil {
 			return err
 		}
@@ -92,20 +94,20 @@ func find(cs []kase, name string) kase {
 
 // coldRuns alternates one run of the hot frame with one of each cold frame, so both see the
 // same machine.
-func (e *env) coldRuns(fd int, hot kase, frames [][]byte) (hotNS, coldNS []float64, err error) {
+func (e *env) coldRuns(prog *ebpf.Program, hot kase, frames [][]byte) (hotNS, coldNS []float64, err error) {
 	ctx := e.context(hot)
 	err = e.pod.Do(func(ns.NetNS) error {
 		for _, f := range frames {
-			_, h, err := testRun(fd, hot.frame, ctx, 1)
+			h, err := progrun.Run(prog, progrun.Input{Data: hot.frame, Context: ctx})
 			if err != nil {
 				return err
 			}
-			_, c, err := testRun(fd, f, ctx, 1)
+			c, err := progrun.Run(prog, progrun.Input{Data: f, Context: ctx})
 			if err != nil {
 				return err
 			}
-			hotNS = append(hotNS, float64(h))
-			coldNS = append(coldNS, float64(c))
+			hotNS = append(hotNS, float64(h.PerRun.Nanoseconds()))
+			coldNS = append(coldNS, float64(c.PerRun.Nanoseconds()))
 		}
 		return nil
 	})

@@ -7,31 +7,9 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/steernet/steer/pkg/datapath"
-)
-
-// flowKey and flowValue mirror struct flow_key and struct flow_value (bpf/lib/flow.h); env.load
-// checks their sizes against the loaded map. Ports are in network byte order.
-type flowKey struct {
-	Family, Proto         uint8
-	RemotePort, LocalPort uint16
-	Pad                   uint16
-	Remote                [16]byte // IPv4 in the first four bytes
-}
-
-type flowValue struct {
-	Ifindex           uint32
-	PeerMAC, LocalMAC [6]byte
-	Local             [16]byte
-}
-
-const (
-	flowKeySize   = 24
-	flowValueSize = 32
-	afInet        = 2
-	afInet6       = 10
-	protoTCP      = 6
-	protoUDP      = 17
 )
 
 // be16 is a port as the kernel stores it: network byte order read as a host integer.
@@ -41,22 +19,24 @@ func be16(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
-func key(proto uint8, remote netip.Addr, remotePort, localPort uint16) flowKey {
-	k := flowKey{Family: afInet, Proto: proto, RemotePort: be16(remotePort), LocalPort: be16(localPort), Remote: datapath.AddrBytes(remote)}
+func key(proto uint8, remote netip.Addr, remotePort, localPort uint16) datapath.FlowKey {
+	k := datapath.FlowKey{Family: unix.AF_INET, Proto: proto, RemotePort: be16(remotePort), LocalPort: be16(localPort)}
 	if remote.Is6() {
-		k.Family = afInet6
+		k.Family = unix.AF_INET6
 	}
+	k.Remote.V6 = datapath.AddrBytes(remote)
 	return k
 }
 
 // valueOn is a flow that entered by slot, delivered by that LAN's hop, to the slot's address.
-func (e *env) valueOn(slot int, v6 bool) flowValue {
-	v := flowValue{Ifindex: uint32(e.index[slot]), Local: datapath.AddrBytes(addr4[slot])}
+func (e *env) valueOn(slot int, v6 bool) datapath.FlowValue {
+	v := datapath.FlowValue{Ifindex: uint32(e.index[slot])}
+	v.Local.V6 = datapath.AddrBytes(addr4[slot])
 	if v6 {
-		v.Local = datapath.AddrBytes(addr6[slot])
+		v.Local.V6 = datapath.AddrBytes(addr6[slot])
 	}
-	copy(v.PeerMAC[:], hopMAC[slot])
-	copy(v.LocalMAC[:], podMAC[slot])
+	copy(v.PeerMac[:], hopMAC[slot])
+	copy(v.LocalMac[:], podMAC[slot])
 	return v
 }
 
@@ -72,12 +52,12 @@ func fillRemote(i int) netip.Addr {
 }
 
 // fillIndex is the inverse of fillRemote, or -1 for a flow that is not a filler.
-func fillIndex(k flowKey) int {
-	if k.Family != afInet {
+func fillIndex(k datapath.FlowKey) int {
+	if k.Family != unix.AF_INET {
 		return -1
 	}
 	base := fillBase.As4()
-	i := int(binary.BigEndian.Uint32(k.Remote[:4])) - int(binary.BigEndian.Uint32(base[:]))
+	i := int(binary.BigEndian.Uint32(k.Remote.V6[:4])) - int(binary.BigEndian.Uint32(base[:]))
 	if i < 0 || i >= 1<<23 {
 		return -1
 	}
@@ -85,13 +65,13 @@ func fillIndex(k flowKey) int {
 }
 
 // fillKey is filler flow i: TCP from fillRemote(i):40000 to port 80 of net1.
-func fillKey(i int) flowKey { return key(protoTCP, fillRemote(i), 40000, 80) }
+func fillKey(i int) datapath.FlowKey { return key(unix.IPPROTO_TCP, fillRemote(i), 40000, 80) }
 
 // fill inserts filler flows [from, to) learned on net1, in batches from user space.
 func (e *env) fill(m *ebpf.Map, from, to int) error {
 	const batch = 8192
-	keys := make([]flowKey, 0, batch)
-	vals := make([]flowValue, 0, batch)
+	keys := make([]datapath.FlowKey, 0, batch)
+	vals := make([]datapath.FlowValue, 0, batch)
 	val := e.valueOn(slotNet1, false)
 	for i := from; i < to; i += batch {
 		keys, vals = keys[:0], vals[:0]
@@ -107,10 +87,10 @@ func (e *env) fill(m *ebpf.Map, from, to int) error {
 }
 
 // entries walks the map and calls f for each key; it returns how many there are.
-func entries(m *ebpf.Map, f func(flowKey)) (int, error) {
+func entries(m *ebpf.Map, f func(datapath.FlowKey)) (int, error) {
 	const batch = 4096
-	keys := make([]flowKey, batch)
-	vals := make([]flowValue, batch)
+	keys := make([]datapath.FlowKey, batch)
+	vals := make([]datapath.FlowValue, batch)
 	var cursor ebpf.MapBatchCursor
 	total := 0
 	for {

@@ -7,10 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/benchmarks/internal/stats"
+	"github.com/steernet/steer/internal/testutil/progrun"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
@@ -159,16 +159,17 @@ func progOf(objs *datapath.Objects, h hook) *ebpf.Program {
 // context returns the test-run context of a case: the interface it runs on.
 func (e *env) context(c kase) []byte {
 	if c.hook == xdpIngress {
-		return xdpCtx(e.index[c.slot], len(c.frame))
+		return progrun.Encode(progrun.XDP(e.index[c.slot], len(c.frame)))
 	}
-	return tcContext(e.index[c.slot])
+	return progrun.Encode(progrun.TC(e.index[c.slot]))
 }
 
 // time runs a case repeat times inside the pod and returns the kernel's ns per run.
 func (e *env) time(p *ebpf.Program, c kase, repeat uint32) (perRun uint32, err error) {
 	ctx := e.context(c)
 	err = e.pod.Do(func(ns.NetNS) (err error) {
-		_, perRun, err = testRun(p.FD(), c.frame, ctx, repeat)
+		r, err := progrun.Run(p, progrun.Input{Data: c.frame, Context: ctx, Repeat: repeat})
+		perRun = uint32(r.PerRun.Nanoseconds())
 		return err
 	})
 	return perRun, err
@@ -184,7 +185,8 @@ func (e *env) verify(objs *datapath.Objects, c kase) (string, error) {
 	var ret uint32
 	ctx := e.context(c)
 	err = e.pod.Do(func(ns.NetNS) (err error) {
-		ret, _, err = testRun(progOf(objs, c.hook).FD(), c.frame, ctx, 1)
+		r, err := progrun.Run(progOf(objs, c.hook), progrun.Input{Data: c.frame, Context: ctx})
+		ret = r.Ret
 		return err
 	})
 	if err != nil {
@@ -203,15 +205,10 @@ func (e *env) verify(objs *datapath.Objects, c kase) (string, error) {
 	return "", nil
 }
 
-type counterValue struct{ Packets, Bytes uint64 }
-
-// reasonsPerRow is STEER_REASON_MAX: the counters hold one row of reasons per interface slot.
-const reasonsPerRow = uint32(datapath.ReasonDropError) + 1
-
 // counter sums a counter row's packets over CPUs.
 func counter(m *ebpf.Map, r row) (uint64, error) {
-	var vals []counterValue
-	k := uint32(r.slot)*reasonsPerRow + uint32(r.reason)
+	var vals []datapath.CounterValue
+	k := datapath.CounterKey(r.slot, r.reason)
 	if err := m.Lookup(k, &vals); err != nil {
 		return 0, fmt.Errorf("counter %d: %w", k, err)
 	}
@@ -225,12 +222,11 @@ func counter(m *ebpf.Map, r row) (uint64, error) {
 // floor measures empty TC and XDP programs: what the test-run loop itself costs per packet.
 func (r *Results) floor(e *env) error {
 	for _, h := range []hook{tcEgress, xdpIngress} {
-		typ, ret := ebpf.SchedCLS, int64(tcOK)
+		typ := ebpf.SchedCLS
 		if h == xdpIngress {
-			typ, ret = ebpf.XDP, xdpPass
+			typ = ebpf.XDP
 		}
-		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: typ, License: "GPL",
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, int32(ret)), asm.Return()}})
+		p, err := progrun.Trivial(typ)
 		if err != nil {
 			return fmt.Errorf("empty %s program: %w", h, err)
 		}

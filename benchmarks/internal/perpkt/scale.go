@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/steernet/steer/internal/testutil/progrun"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // ScaleOptions: Inserts distinct flows into a table of Capacity (more than it holds).
@@ -55,9 +58,9 @@ func (s *Scale) learn(ctx context.Context, e *env) error {
 		return err
 	}
 	defer objs.Close()
-	prog := objs.SteerIngress.FD()
+	prog := objs.SteerIngress
 	frame := in(slotNet1, fillRemote(0), addr4[slotNet1], ack(clientPort, tcpPort))
-	tcx := tcContext(e.index[slotNet1])
+	tcx := progrun.Encode(progrun.TC(e.index[slotNet1]))
 	var kernel uint64
 	start := time.Now()
 	err = e.pod.Do(func(ns.NetNS) error {
@@ -67,11 +70,11 @@ func (s *Scale) learn(ctx context.Context, e *env) error {
 			}
 			a := fillRemote(i).As4()
 			copy(frame[srcOff:], a[:])
-			_, d, err := testRun(prog, frame, tcx, 1)
+			r, err := progrun.Run(prog, progrun.Input{Data: frame, Context: tcx})
 			if err != nil {
 				return err
 			}
-			kernel += uint64(d)
+			kernel += uint64(r.PerRun.Nanoseconds())
 		}
 		return nil
 	})
@@ -87,11 +90,11 @@ func (s *Scale) learn(ctx context.Context, e *env) error {
 	kernel = 0
 	err = e.pod.Do(func(ns.NetNS) error {
 		for range known {
-			_, d, err := testRun(prog, frame, tcx, 1)
+			r, err := progrun.Run(prog, progrun.Input{Data: frame, Context: tcx})
 			if err != nil {
 				return err
 			}
-			kernel += uint64(d)
+			kernel += uint64(r.PerRun.Nanoseconds())
 		}
 		return nil
 	})
@@ -99,7 +102,7 @@ func (s *Scale) learn(ctx context.Context, e *env) error {
 		return err
 	}
 	s.KnownFlowNS = float64(kernel) / float64(known)
-	s.Remaining, err = entries(objs.SteerFlows, func(k flowKey) {
+	s.Remaining, err = entries(objs.SteerFlows, func(k datapath.FlowKey) {
 		if i := fillIndex(k); i >= 0 {
 			s.Survivors[min(i/s.ThirdSize, 2)]++
 		}
