@@ -85,7 +85,9 @@ func (g groupRoute) route() *netlink.Route {
 	return r
 }
 
-func (g groupRoute) String() string { return fmt.Sprintf("multicast route %s dev %s", g.prefix, g.ifname) }
+func (g groupRoute) String() string {
+	return fmt.Sprintf("multicast route %s dev %s", g.prefix, g.ifname)
+}
 
 // fallbackRoute is the default route of a family the primary does not route, through a
 // secondary: via its gateway, or on-link without one.
