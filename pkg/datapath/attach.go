@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -52,8 +53,11 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 	if err != nil {
 		return err
 	}
-	if err := Detach(netnsPath, containerID, opts); err != nil {
-		return fmt.Errorf("replace previous attachment: %w", err)
+	// A previous attachment always left its maps pinned in dir (legacy TC filters too).
+	if _, err := os.Stat(dir); err == nil {
+		if err := Detach(netnsPath, containerID, opts); err != nil {
+			return fmt.Errorf("replace previous attachment: %w", err)
+		}
 	}
 	if err := layout.EnsureMounted(); err != nil {
 		return err
@@ -83,26 +87,49 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 		}
 	}
 
-	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		for _, itf := range cfg.Interfaces {
-			if err := attachInterface(dir, itf, objs, opts); err != nil {
-				return fmt.Errorf("attach to %s: %w", itf.Name, err)
-			}
-		}
-		return nil
-	})
+	return attachHooks(netnsPath, dir, cfg.Interfaces, objs, opts)
 }
 
-// attachInterface hooks one interface: egress everywhere (replies, sources and multicast are
-// steered from whichever interface the kernel chose), ingress where flows are learned: pinned
-// secondaries, and the primary when a default route leaves by a secondary.
-func attachInterface(dir string, itf Interface, objs *Objects, opts Options) error {
-	if err := attachTC(dir, itf, objs.SteerEgress, ebpf.AttachTCXEgress, opts); err != nil {
-		return err
+// attachHooks attaches every hook of every interface at once. Each TCX or XDP attachment
+// waits for an RCU grace period in the kernel (10-20 ms) while it swaps the hook's program
+// list; one after the other, a pod with three secondaries would wait for seven of them.
+// Concurrent, the waits overlap. Each goroutine enters the namespace itself: an interface
+// index means something only there.
+func attachHooks(netnsPath, dir string, itfs []Interface, objs *Objects, opts Options) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	run := func(itf Interface, what string, attach func(Interface) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return attach(itf) })
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("attach %s to %s: %w", what, itf.Name, err))
+				mu.Unlock()
+			}
+		}()
 	}
-	if !itf.Pin {
-		return nil
+	for _, itf := range itfs {
+		// Egress everywhere (replies, sources and multicast are steered from whichever
+		// interface the kernel chose); ingress where flows are learned: pinned secondaries, and
+		// the primary when a default route leaves by a secondary.
+		run(itf, "egress", func(itf Interface) error {
+			return attachTC(dir, itf, objs.SteerEgress, ebpf.AttachTCXEgress, opts)
+		})
+		if itf.Pin {
+			run(itf, "ingress", func(itf Interface) error { return attachIngress(dir, itf, objs, opts) })
+		}
 	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// attachIngress hooks the program that learns flows: XDP where it is worth it, TC elsewhere.
+func attachIngress(dir string, itf Interface, objs *Objects, opts Options) error {
 	if opts.Ingress == IngressXDP || opts.Ingress == IngressAuto && xdpWorthIt(itf.Index) {
 		err := attachXDP(dir, itf, objs.SteerIngressXdp)
 		if err == nil || opts.Ingress == IngressXDP {
