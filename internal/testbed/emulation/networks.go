@@ -99,25 +99,38 @@ func (l LAN) MacvlanConf(host int, extra map[string]any) []byte {
 	return mustJSON(conf)
 }
 
-// HostLocalConf is the macvlan config of the LAN with dual-stack host-local IPAM: addresses
-// from host 100 on, the router as gateway, no routes — the NAD users write, with no Steer key.
-func (l LAN) HostLocalConf(name, dataDir string) []byte {
-	r4, r6 := l.Addr(100)
-	e4, e6 := l.Addr(199)
+// HostLocalConf is the macvlan config of the LAN with dual-stack host-local IPAM: 50
+// addresses from host number first on, the router as gateway, and routes only to the subnets listed (through the
+// router) — the NAD users write, with no Steer key.
+func (l LAN) HostLocalConf(name, dataDir string, first int, routes ...netip.Prefix) []byte {
+	r4, r6 := l.Addr(first)
+	e4, e6 := l.Addr(first + 49)
+	var rs []any
+	for _, r := range routes {
+		gw := l.Gateway4
+		if r.Addr().Is6() {
+			gw = l.Gw6
+		}
+		rs = append(rs, map[string]any{"dst": r.String(), "gw": gw.String()})
+	}
+	ipam := map[string]any{
+		"type":    "host-local",
+		"dataDir": dataDir,
+		"ranges": []any{
+			[]any{map[string]any{"subnet": l.V4.String(), "rangeStart": r4.String(), "rangeEnd": e4.String(), "gateway": l.Gateway4.String()}},
+			[]any{map[string]any{"subnet": l.V6.String(), "rangeStart": r6.String(), "rangeEnd": e6.String(), "gateway": l.Gw6.String()}},
+		},
+	}
+	if len(rs) > 0 {
+		ipam["routes"] = rs
+	}
 	return mustJSON(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       name,
 		"type":       "macvlan",
 		"master":     l.Master,
 		"mode":       "bridge",
-		"ipam": map[string]any{
-			"type":    "host-local",
-			"dataDir": dataDir,
-			"ranges": []any{
-				[]any{map[string]any{"subnet": l.V4.String(), "rangeStart": r4.String(), "rangeEnd": e4.String(), "gateway": l.Gateway4.String()}},
-				[]any{map[string]any{"subnet": l.V6.String(), "rangeStart": r6.String(), "rangeEnd": e6.String(), "gateway": l.Gw6.String()}},
-			},
-		},
+		"ipam":       ipam,
 	})
 }
 

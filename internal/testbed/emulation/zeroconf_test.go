@@ -20,7 +20,8 @@ import (
 // own strict rp_filter applied by the runtime after ADD.
 
 // applyAutoNADs creates "dmz-auto" and "mgmt-auto" (HostLocalConf, no Steer key) in the env's
-// namespace, their addresses allocated in one directory shared by both nodes.
+// namespace, their addresses allocated in one directory shared by both nodes, and
+// "dmz-routes", the DMZ with routes listing the remote client's subnet.
 func (e *kubeEnv) applyAutoNADs(t *testing.T) {
 	t.Helper()
 	nads, err := k8s.NewNADClientForConfig(kubetest.Cluster(t).RESTConfig())
@@ -28,9 +29,13 @@ func (e *kubeEnv) applyAutoNADs(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	for _, lan := range []LAN{DMZ, Mgmt} {
-		name := lan.NetworkName + "-auto"
-		nad := &k8s.NetworkAttachmentDefinition{Spec: k8s.NetworkAttachmentDefinitionSpec{Config: string(lan.HostLocalConf(name, dataDir))}}
+	confs := map[string][]byte{
+		"dmz-auto":   DMZ.HostLocalConf("dmz-auto", dataDir, 100),
+		"mgmt-auto":  Mgmt.HostLocalConf("mgmt-auto", dataDir, 100),
+		"dmz-routes": DMZ.HostLocalConf("dmz-routes", dataDir, 150, Remote4, Remote6),
+	}
+	for name, conf := range confs {
+		nad := &k8s.NetworkAttachmentDefinition{Spec: k8s.NetworkAttachmentDefinitionSpec{Config: string(conf)}}
 		nad.Namespace, nad.Name = e.ns, name
 		if _, err := nads.Create(context.Background(), nad); err != nil {
 			t.Fatal(err)
@@ -78,7 +83,8 @@ func podAddrs(t *testing.T, pod *Pod, ifname string) (a4, a6 netip.Addr) {
 // TestZeroConfSingleStackPrimary: a pod on an IPv4-only, IPv6-only or dual-stack cluster with
 // a dual-stack secondary and no Steer key answers the remote client (an unlisted subnet behind
 // the router) on both families, for ICMP, TCP and UDP bound to the address and to the wildcard;
-// without Steer none of it works. The family the primary lacks gets Steer's fallback route.
+// without Steer none of it works. The family the primary lacks gets Steer's fallback route. A
+// pod whose NAD lists the client's subnet in its routes is answered too.
 func TestZeroConfSingleStackPrimary(t *testing.T) {
 	for _, fams := range []Families{IPv4Only, IPv6Only, DualStack} {
 		t.Run(fams.String(), func(t *testing.T) {
@@ -95,6 +101,11 @@ func TestZeroConfSingleStackPrimary(t *testing.T) {
 					if !steer {
 						return
 					}
+					listed := e.run(t, 0, "listed", "dmz-routes")
+					runtimeSysctls(t, listed)
+					startEcho(t, listed)
+					l4, l6 := podAddrs(t, listed, "net1")
+					expectProbes(t, e.topo, "client", true, l4, l6)
 					routes, err := pod.Exec(context.Background(), "ip", "-6", "route", "show", "default")
 					if err != nil {
 						t.Fatal(err)
