@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins tools
@@ -67,6 +67,11 @@ lint: $(STATICCHECK)
 	if [[ -n "$$bad" ]]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+## unit: the quick loop, no set-up: every test that needs neither root nor the local apiserver
+## (those skip under -short; see nstest.RequireRoot and kubetest.RequireCluster)
+unit:
+	$(GO) test -short ./...
 
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
 test: deps check-generated lint test-go
