@@ -76,7 +76,8 @@ unit:
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
 test: deps check-generated lint test-go
 
-# internal/testbed/soak counts the machine's BPF objects and plugin processes: it runs alone, after the rest.
+# internal/testbed/soak runs alone, after the rest: its latency figures and its plugin kills, aimed
+# into the middle of an ADD, want a quiet machine.
 test-go:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /internal/testbed/soak$$)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./internal/testbed/soak
