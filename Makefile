@@ -15,7 +15,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins tools
@@ -68,10 +68,16 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+## unit: the quick loop, no set-up: every test that needs neither root nor the local apiserver
+## (those skip under -short; see nstest.RequireRoot and kubetest.RequireCluster)
+unit:
+	$(GO) test -short ./...
+
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
 test: deps check-generated lint test-go
 
-# internal/testbed/soak counts the machine's BPF objects and plugin processes: it runs alone, after the rest.
+# internal/testbed/soak runs alone, after the rest: its latency figures and its plugin kills, aimed
+# into the middle of an ADD, want a quiet machine.
 test-go:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /internal/testbed/soak$$)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./internal/testbed/soak

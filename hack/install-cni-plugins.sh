@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the reference CNI plugins Steer's tests and demo delegate to, cached by version.
+# Release and plugins come from internal/testbed/cniplugins/plugins.txt, which the Go side embeds.
 set -euo pipefail
 
-CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+spec=$(dirname "$0")/../internal/testbed/cniplugins/plugins.txt
+CNI_PLUGINS_VERSION=$(awk '$1 == "version" { print $2 }' "$spec")
+mapfile -t plugins < <(awk '$1 == "plugin" { print $2 }' "$spec")
 CACHE=${STEER_CACHE:-$HOME/.cache/steer}
 dir=$CACHE/cni-plugins/$CNI_PLUGINS_VERSION
-plugins=(main/macvlan main/bridge main/host-device main/vlan main/ptp ipam/host-local ipam/static meta/tuning)
 
 missing=()
 for p in "${plugins[@]}"; do

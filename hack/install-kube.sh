@@ -4,8 +4,10 @@
 # them through a throwaway wrapper module that points every staging module at its release.
 set -euo pipefail
 
-KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
+# Default releases: internal/testbed/localcluster/versions.txt, which the Go side embeds.
+versions=$(dirname "$0")/../internal/testbed/localcluster/versions.txt
+KUBE_VERSION=${KUBE_VERSION:-$(awk '$1 == "kube" { print $2 }' "$versions")}
+ETCD_VERSION=${ETCD_VERSION:-$(awk '$1 == "etcd" { print $2 }' "$versions")}
 CACHE=${STEER_CACHE:-$HOME/.cache/steer}
 kube_dir=$CACHE/kube/$KUBE_VERSION
 etcd_dir=$CACHE/etcd/$ETCD_VERSION

@@ -10,20 +10,10 @@ import (
 	"github.com/steernet/steer/pkg/netconf"
 )
 
-// logLevels maps the Multus levels (netconf validates the name) onto slog's.
-var logLevels = map[string]slog.Level{
-	"debug":   slog.LevelDebug,
-	"verbose": slog.LevelDebug + 2,
-	"info":    slog.LevelInfo,
-	"warning": slog.LevelWarn,
-	"error":   slog.LevelError,
-	"panic":   slog.LevelError + 4,
-}
-
 // newLogger logs to logFile and/or stderr as conf says, at conf's level (info by default).
 // The returned func closes the log file.
 func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
-	level, ok := logLevels[conf.LogLevel]
+	level, ok := netconf.SlogLevel(conf.LogLevel)
 	if !ok {
 		level = slog.LevelInfo
 	}

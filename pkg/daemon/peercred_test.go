@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/k8s"
@@ -242,9 +243,7 @@ func copyFile(t *testing.T, from, to string) {
 // Only root may use steerd's socket. The file modes keep others out; when they are loosened
 // (on purpose here), the SO_PEERCRED check still does: the connection is closed unanswered.
 func TestPeerCred(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs a helper process as another user")
-	}
+	nstest.RequireRoot(t)
 	dir := t.TempDir()
 	// t.TempDir makes 0700 directories: let nobody reach dir (and the helper binary in it),
 	// but not the socket's own directory, which Serve makes 0700.

@@ -101,8 +101,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var logLevels = map[string]bool{"debug": true, "verbose": true, "info": true, "warning": true, "error": true, "panic": true}
-
 // ParseConf decodes and validates the plugin configuration (the CNI stdin).
 // As in Multus (encoding/json), known keys match case-insensitively, an
 // exact match winning; a null value keeps the default. Errors are
@@ -247,8 +245,8 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 	}
 	if c.LogLevel != "" {
 		c.LogLevel = strings.ToLower(c.LogLevel)
-		if !logLevels[c.LogLevel] {
-			return invalidError(`steer config: "logLevel": %q is not one of debug, verbose, info, warning, error, panic`, c.LogLevel)
+		if !isLogLevel(c.LogLevel) {
+			return invalidError(`steer config: "logLevel": %q is not one of %s`, c.LogLevel, logLevelNames())
 		}
 	}
 	if err := c.setNamespace(multusNS, steerNS); err != nil {

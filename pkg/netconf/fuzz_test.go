@@ -125,7 +125,7 @@ func FuzzParseConf(f *testing.F) {
 			t.Fatalf("relative socket %q", c.SocketPath)
 		case !isDNS1123Label(c.Namespace):
 			t.Fatalf("namespace %q", c.Namespace)
-		case c.LogLevel != "" && !logLevels[c.LogLevel]:
+		case c.LogLevel != "" && !isLogLevel(c.LogLevel):
 			t.Fatalf("logLevel %q", c.LogLevel)
 		case !bytes.Equal(c.Raw, data):
 			t.Fatal("Raw differs from the input")

@@ -50,12 +50,12 @@ func checkKernel(p plan) []error {
 		if !itf.Pin {
 			continue
 		}
-		for key, want := range knobValues {
-			got, err := os.ReadFile(sysctlPath(itf.Name, key))
+		for _, k := range knobs {
+			got, err := os.ReadFile(sysctlPath(itf.Name, k.key))
 			if err != nil {
-				problems = append(problems, fmt.Errorf("sysctl %s on %s: %w", key, itf.Name, err))
-			} else if v := strings.TrimSpace(string(got)); v != want {
-				problems = append(problems, fmt.Errorf("sysctl %s on %s is %s, Steer set %s", key, itf.Name, v, want))
+				problems = append(problems, fmt.Errorf("sysctl %s on %s: %w", k.key, itf.Name, err))
+			} else if v := strings.TrimSpace(string(got)); v != k.val {
+				problems = append(problems, fmt.Errorf("sysctl %s on %s is %s, Steer set %s", k.key, itf.Name, v, k.val))
 			}
 		}
 	}

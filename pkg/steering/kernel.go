@@ -16,23 +16,14 @@ import (
 // routeProtocol marks the routes Steer adds, so Detach finds them without remembering them.
 const routeProtocol netlink.RouteProtocol = 0x5e
 
-// Kernel settings on steered interfaces, undone by resetting them to the namespace default.
-//   - rp_filter loose: strict filtering drops a request from a remote subnet arriving on net1
-//     (its source is routed via eth0) before any TC program can help;
-//   - arp_ignore=1: otherwise net1 answers ARP for eth0's address;
-//   - arp_announce=2: an ARP request for net1's gateway carries net1's address, not the source
-//     of the packet waiting for it (eth0's, for a reply the kernel routes by a default route on
-//     net1 before Steer pins it back to eth0), which routers with uRPF ignore.
-var knobValues = map[string]string{"rp_filter": "2", "arp_ignore": "1", "arp_announce": "2"}
-
 func sysctlPath(ifname, key string) string {
 	return filepath.Join("/proc/sys/net/ipv4/conf", ifname, key)
 }
 
 func setKnobs(itf datapath.Interface) error {
-	for key, val := range knobValues {
-		if err := os.WriteFile(sysctlPath(itf.Name, key), []byte(val), 0o644); err != nil {
-			return fmt.Errorf("sysctl %s on %s: %w", key, itf.Name, err)
+	for _, k := range knobs {
+		if err := os.WriteFile(sysctlPath(itf.Name, k.key), []byte(k.val), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s on %s: %w", k.key, itf.Name, err)
 		}
 	}
 	return nil
@@ -40,13 +31,13 @@ func setKnobs(itf datapath.Interface) error {
 
 func resetKnobs(ifname string) error {
 	var errs []error
-	for key := range knobValues {
-		def, err := os.ReadFile(sysctlPath("default", key))
+	for _, k := range knobs {
+		def, err := os.ReadFile(sysctlPath("default", k.key))
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		err = os.WriteFile(sysctlPath(ifname, key), def, 0o644)
+		err = os.WriteFile(sysctlPath(ifname, k.key), def, 0o644)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/steernet/steer/benchmarks/internal/rr"
+	"github.com/steernet/steer/internal/testbed/cniplugins"
 	"github.com/steernet/steer/internal/testbed/emulation"
-	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/steering"
@@ -39,15 +39,12 @@ type Lab struct {
 // (and the tests of other engineers) never meet; rrCPU is where the RR servers run (see
 // package rr), -1 for anywhere. On error nothing is left.
 func New(ctx context.Context, prefix string, rrCPU int) (l *Lab, err error) {
-	cache, err := localcluster.CacheDir()
+	binDir, err := cniplugins.Dir()
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{prefix: prefix, rrCPU: rrCPU, binDir: filepath.Join(cache, "cni-plugins", "v1.9.1"),
+	l = &Lab{prefix: prefix, rrCPU: rrCPU, binDir: binDir,
 		Layout: bpffs.Layout{Root: "/sys/fs/bpf/steer-bench-" + prefix}}
-	if _, err := os.Stat(filepath.Join(l.binDir, "macvlan")); err != nil {
-		return nil, fmt.Errorf("reference CNI plugins missing, run `make deps`: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Close())

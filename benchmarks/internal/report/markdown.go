@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/steernet/steer/internal/testbed/cniplugins"
 )
 
 // Markdown renders the whole report; chart is the chart's file name next to it, or "".
@@ -46,7 +48,7 @@ func machine(b *strings.Builder, r *Report) {
 		{"Go", m.Go},
 		{"cilium/ebpf", m.Ebpf},
 		{"iperf3", m.Iperf},
-		{"CNI reference plugins", "v1.9.1"},
+		{"CNI reference plugins", cniplugins.Version},
 		{"Steer commit", m.Commit},
 		{"BPF object (sha256)", m.Object},
 	}

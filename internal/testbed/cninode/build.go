@@ -17,15 +17,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/internal/testbed/cniplugins"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 )
-
-// CNIPluginsVersion is the reference plugins release hack/install-cni-plugins.sh installs.
-const CNIPluginsVersion = "v1.9.1"
-
-// ReferencePlugins are the plugins the harness links into the bin dir.
-var ReferencePlugins = []string{"bridge", "host-device", "host-local", "macvlan", "ptp", "static", "tuning", "vlan"}
 
 var (
 	buildOnce sync.Once
@@ -49,14 +43,14 @@ func BinDir(t testing.TB) string {
 }
 
 func buildBinDir(dir string) (string, error) {
-	plugins, err := PluginsDir()
+	plugins, err := cniplugins.Dir()
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	for _, p := range ReferencePlugins {
+	for _, p := range cniplugins.Names {
 		if err := os.Symlink(filepath.Join(plugins, p), filepath.Join(dir, p)); err != nil {
 			return "", err
 		}
@@ -65,22 +59,6 @@ func buildBinDir(dir string) (string, error) {
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build steer: %v\n%s", err, out)
-	}
-	return dir, nil
-}
-
-// PluginsDir is where hack/install-cni-plugins.sh put the reference plugins. It fails, naming
-// the fix, when any is missing: tests must not pass by skipping.
-func PluginsDir() (string, error) {
-	cache, err := localcluster.CacheDir()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(cache, "cni-plugins", CNIPluginsVersion)
-	for _, p := range ReferencePlugins {
-		if fi, err := os.Stat(filepath.Join(dir, p)); err != nil || fi.Mode().Perm()&0o111 == 0 {
-			return "", fmt.Errorf("reference CNI plugin %s missing in %s: run `make deps` (hack/install-cni-plugins.sh)", p, dir)
-		}
 	}
 	return dir, nil
 }

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/steernet/steer/internal/testbed/podns"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/k8s"
@@ -207,18 +208,7 @@ func (n *Node) NewPod(t testing.TB, namespace, name string, annotations map[stri
 }
 
 func (p *Pod) runtimeConf() *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{
-		ContainerID: p.ContainerID,
-		NetNS:       p.NetNS.Path(),
-		IfName:      "eth0",
-		Args: [][2]string{
-			{"IgnoreUnknown", "1"},
-			{"K8S_POD_NAMESPACE", p.Namespace},
-			{"K8S_POD_NAME", p.Name},
-			{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID},
-			{"K8S_POD_UID", p.UID},
-		},
-	}
+	return podns.RuntimeConf(p.ContainerID, p.NetNS.Path(), p.Namespace, p.Name, p.UID)
 }
 
 // list wraps a steer configuration the way a runtime loads a single-plugin .conf.

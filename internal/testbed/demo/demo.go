@@ -31,7 +31,17 @@ type Options struct {
 	// Hold keeps the cluster, nodes and a steered pod up after the stories until the context
 	// ends (make demo-up / demo-down).
 	Hold bool
+	// Prefix names the run's network namespaces (<prefix>-node-a, pods <prefix>-<pod>) and its
+	// pin root (/sys/fs/bpf/steer-<prefix>); empty: "demo". A unique prefix lets runs share a
+	// machine and check their own leftovers.
+	Prefix string
 }
+
+// DefaultPrefix is the prefix of `make demo`, which the README's commands name.
+const DefaultPrefix = "demo"
+
+// PinRoot is the bpffs root a run with prefix pins under.
+func PinRoot(prefix string) string { return bpffs.DefaultRoot + "-" + prefix }
 
 // env is everything a run sets up, and tears down.
 type env struct {
@@ -57,6 +67,9 @@ type Verdict struct {
 // Run brings everything up, tells every story and tears everything down, also on
 // cancellation or failure. It returns the verdicts.
 func Run(ctx context.Context, o Options) (verdicts []Verdict, err error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
 	e := &env{Options: o, p: printer{w: o.Out}, ns: "demo"}
 	defer func() { err = errors.Join(err, e.teardown()) }()
 	if err := e.setup(ctx); err != nil {
@@ -107,11 +120,11 @@ func (e *env) setup(ctx context.Context) (err error) {
 
 	start = time.Now()
 	e.p.step("two nodes joined by an IPv4-only VXLAN overlay (the flannel / Calico VXLAN case, single-stack like most clusters), a dual-stack DMZ and management LAN behind a router, a client on a remote subnet")
-	if e.topo, err = emulation.Build(ctx, "demo"); err != nil {
+	if e.topo, err = emulation.Build(ctx, e.Prefix); err != nil {
 		return err
 	}
 	e.defer_(e.topo.Close)
-	e.layout = bpffs.Layout{Root: bpffs.DefaultRoot + "-demo"}
+	e.layout = bpffs.Layout{Root: PinRoot(e.Prefix)}
 	if err := e.layout.EnsureMounted(); err != nil {
 		return err
 	}
@@ -131,7 +144,7 @@ func (e *env) setup(ctx context.Context) (err error) {
 		if e.hosts[i], err = emulation.NewHostRootOf(dir, i, emulation.IPv4Only); err != nil {
 			return err
 		}
-		e.kubelets[i] = emulation.NewKubelet(e.topo, i, e.hosts[i], e.cluster.Client(), "demo")
+		e.kubelets[i] = emulation.NewKubelet(e.topo, i, e.hosts[i], e.cluster.Client(), e.Prefix)
 	}
 	e.p.done(time.Since(start))
 

@@ -31,10 +31,15 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := netnsList(t)
+	// The run's own prefix: another run on the machine (make demo-up, a second test) neither
+	// collides with this one nor counts as its leftover.
+	prefix := "dm" + nstest.Suffix()
+	if left := netnsList(t, prefix); left != "" {
+		t.Fatalf("namespaces with the fresh prefix %s already exist: %s", prefix, left)
+	}
 
 	var out bytes.Buffer
-	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerd: steerd, Steerctl: steerctl})
+	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerd: steerd, Steerctl: steerctl, Prefix: prefix})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -52,22 +57,23 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	if after := netnsList(t); after != before {
-		t.Errorf("namespaces left: before %q, after %q", before, after)
+	if left := netnsList(t, prefix); left != "" {
+		t.Errorf("namespaces left: %s", left)
 	}
-	if _, err := os.Stat("/sys/fs/bpf/steer-demo"); !os.IsNotExist(err) {
+	if _, err := os.Stat(PinRoot(prefix)); !os.IsNotExist(err) {
 		t.Errorf("demo pins left: %v", err)
 	}
 }
 
-func netnsList(t *testing.T) string {
+// netnsList lists the named network namespaces of the run with prefix.
+func netnsList(t *testing.T, prefix string) string {
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var demo []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "demo-") {
+		if strings.HasPrefix(l, prefix+"-") {
 			demo = append(demo, l)
 		}
 	}

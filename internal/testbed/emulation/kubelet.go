@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/steernet/steer/internal/testbed/podns"
 )
 
 // Kubelet plays a node's kubelet and container runtime: it creates pod sandboxes and calls the
@@ -122,16 +124,5 @@ func (k *Kubelet) cni(p *Pod) (*libcni.NetworkConfigList, *libcni.RuntimeConf, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return list, &libcni.RuntimeConf{
-		ContainerID: p.ContainerID,
-		NetNS:       p.NS.Path(),
-		IfName:      "eth0",
-		Args: [][2]string{
-			{"IgnoreUnknown", "1"},
-			{"K8S_POD_NAMESPACE", p.Namespace},
-			{"K8S_POD_NAME", p.Name},
-			{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID},
-			{"K8S_POD_UID", p.UID},
-		},
-	}, nil
+	return list, podns.RuntimeConf(p.ContainerID, p.NS.Path(), p.Namespace, p.Name, p.UID), nil
 }

@@ -1,29 +1,12 @@
 package emulation
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/internal/testbed/cniplugins"
 	"github.com/steernet/steer/pkg/install"
 )
-
-// ReferencePlugins is the version of containernetworking/plugins the emulation delegates to.
-const ReferencePlugins = "v1.9.1"
-
-// PluginDir is where `make deps` installs the reference CNI plugins.
-func PluginDir() (string, error) {
-	cache, err := localcluster.CacheDir()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(cache, "cni-plugins", ReferencePlugins)
-	if _, err := os.Stat(filepath.Join(dir, "macvlan")); err != nil {
-		return "", fmt.Errorf("reference CNI plugins missing, run `make deps`: %w", err)
-	}
-	return dir, nil
-}
 
 // HostRoot is an emulated node's file system: the directories a CNI runtime and Steer use on
 // a real node, under a private root.
@@ -54,7 +37,7 @@ func NewHostRootOf(dir string, node int, fams Families) (HostRoot, error) {
 			return h, err
 		}
 	}
-	plugins, err := PluginDir()
+	plugins, err := cniplugins.Dir()
 	if err != nil {
 		return h, err
 	}

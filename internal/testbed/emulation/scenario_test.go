@@ -5,12 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steernet/steer/internal/testbed/cniplugins"
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
 func pluginDir(t *testing.T) string {
-	dir, err := PluginDir()
+	dir, err := cniplugins.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}

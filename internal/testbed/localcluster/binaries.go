@@ -1,18 +1,30 @@
 package localcluster
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
-// Versions built by hack/install-kube.sh. The script honours KUBE_VERSION and ETCD_VERSION, and so
-// does this package, so both always agree on where a binary lives.
-const (
-	DefaultKubeVersion = "v1.37.2"
-	DefaultEtcdVersion = "v3.7.3"
-)
+//go:embed versions.txt
+var versions string
+
+// Versions built by hack/install-kube.sh, both read from versions.txt. The script honours
+// KUBE_VERSION and ETCD_VERSION, and so does this package, so both always agree on where a
+// binary lives.
+var DefaultKubeVersion, DefaultEtcdVersion = version("kube"), version("etcd")
+
+func version(name string) string {
+	for _, line := range strings.Split(versions, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			return f[1]
+		}
+	}
+	panic("localcluster: versions.txt names no " + name + " version")
+}
 
 // Paths locates the binaries a local cluster runs.
 type Paths struct {

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 func TestBinariesMissingSaysMakeDeps(t *testing.T) {
@@ -33,6 +34,7 @@ func TestBinariesMissingSaysMakeDeps(t *testing.T) {
 }
 
 func TestStartStop(t *testing.T) {
+	kubetest.RequireCluster(t)
 	parent := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -132,6 +134,7 @@ func restartAPIServer(ctx context.Context, t *testing.T, c *localcluster.Cluster
 }
 
 func TestStartFailureLeavesNothing(t *testing.T) {
+	kubetest.RequireCluster(t)
 	parent := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -6,12 +6,12 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 func TestNewRemove(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
+	nstest.RequireRoot(t)
 	n, err := New("podns-test")
 	if err != nil {
 		t.Fatal(err)

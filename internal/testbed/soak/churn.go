@@ -204,6 +204,10 @@ func (c *cycle) run(ctx context.Context) (time.Duration, bool) {
 	t0 := time.Now()
 	_, addErr := k.Add(ctx, pod)
 	addDur := time.Since(t0)
+	// Whatever the ADD left pinned, failed or not, is the campaign's to account for.
+	if err := c.e.BPF.Record(); err != nil {
+		c.res.fail("%s: record BPF objects: %v", c.name, err)
+	}
 	quiet := c.dis.quiet(mark)
 	switch {
 	case c.fault == DelegateFails || c.fault == DelegateHangs:

@@ -43,6 +43,7 @@ type Env struct {
 	Plugin    string // steer binary
 	Steerd    string // steerd binary
 	Daemons   [2]*emulation.Steerd
+	BPF       *BPFObjects // recorded after each ADD, for the leftover count
 
 	closers []func() error
 }
@@ -62,7 +63,7 @@ type EnvOptions struct {
 // undoes it.
 func NewEnv(ctx context.Context, o EnvOptions) (_ *Env, err error) {
 	e := &Env{Cluster: o.Cluster, Namespace: o.Namespace, Layout: o.Layout, Prefix: o.Prefix,
-		Plugin: o.Plugin, Steerd: o.Steerd, IPAMDir: filepath.Join(o.Dir, "ipam")}
+		Plugin: o.Plugin, Steerd: o.Steerd, IPAMDir: filepath.Join(o.Dir, "ipam"), BPF: NewBPFObjects(o.Layout.Root)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
@@ -199,7 +200,7 @@ func (e *Env) stopDaemons() error {
 
 // Scope is where the campaign's leftovers would be.
 func (e *Env) Scope() Scope {
-	s := Scope{NetnsPrefix: e.Prefix + "p-", BPFFSRoot: e.Layout.Root, IPAMDirs: []string{e.IPAMDir}}
+	s := Scope{NetnsPrefix: e.Prefix + "p-", BPFFSRoot: e.Layout.Root, BPF: e.BPF, IPAMDirs: []string{e.IPAMDir}}
 	for i, h := range e.Hosts {
 		s.Nodes = append(s.Nodes, e.Topo.Nodes[i])
 		s.IPAMDirs = append(s.IPAMDirs, h.IPAMDir())

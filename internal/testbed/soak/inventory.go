@@ -1,12 +1,9 @@
 package soak
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -29,7 +26,7 @@ type Inventory struct {
 	IPAM        int // host-local allocations (one file per address)
 	CNICache    int // files in the runtime's and Steer's CNI caches
 	Pins        int // entries under the campaign's bpffs root
-	BPFPrograms int // loaded in the kernel, counted with bpftool
+	BPFPrograms int // the campaign's still loaded in the kernel (see BPFObjects)
 	BPFMaps     int
 	Processes   int // plugins (and their children) still running from the nodes' bin dirs
 	// Orphans are such processes whose parent died (re-parented to init): delegates of a
@@ -45,6 +42,7 @@ type Scope struct {
 	IPAMDirs    []string // host-local dataDirs
 	CacheDirs   []string // libcni caches and Steer's cache directories
 	BPFFSRoot   string
+	BPF         *BPFObjects // the campaign's programs and maps
 	BinDirs     []string
 }
 
@@ -82,10 +80,7 @@ func Take(s Scope) (Inventory, error) {
 	}
 	inv.Pins, err = countEntries(s.BPFFSRoot)
 	errs = append(errs, err)
-	inv.BPFPrograms, err = bpftoolCount("prog")
-	errs = append(errs, err)
-	inv.BPFMaps, err = bpftoolCount("map")
-	errs = append(errs, err)
+	inv.BPFPrograms, inv.BPFMaps = s.BPF.Live()
 	inv.Processes, inv.Orphans, err = processesFrom(s.BinDirs)
 	errs = append(errs, err)
 	return inv, errors.Join(errs...)
@@ -164,19 +159,6 @@ func countEntries(root string) (int, error) {
 	n := -1
 	err := filepath.WalkDir(root, func(string, fs.DirEntry, error) error { n++; return nil })
 	return max(n, 0), err
-}
-
-// bpftoolCount counts the kernel's BPF programs or maps ("prog", "map").
-func bpftoolCount(object string) (int, error) {
-	out, err := exec.Command("bpftool", "-j", object, "show").Output()
-	if err != nil {
-		return 0, fmt.Errorf("bpftool %s show: %w", object, err)
-	}
-	var objs []json.RawMessage
-	if err := json.Unmarshal(out, &objs); err != nil {
-		return 0, fmt.Errorf("bpftool %s show: %w", object, err)
-	}
-	return len(objs), nil
 }
 
 // processesFrom counts processes started from one of dirs: runtimes and libcni put the

@@ -108,6 +108,11 @@ func TestSoak(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if progs, maps := e.BPF.Recorded(); progs == 0 || maps == 0 {
+		t.Errorf("recorded %d BPF programs and %d maps of the campaign: the leftover count is blind", progs, maps)
+	} else {
+		t.Logf("BPF objects of the campaign: %d programs, %d maps", progs, maps)
+	}
 	for _, p := range phases {
 		for _, pid := range p.Leftovers.Orphans {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -10,6 +10,7 @@
 //	}
 //
 // Missing binaries fail the test with the fix ("run `make deps`"): CI must not pass by skipping.
+// Only -short (`make unit`) skips these tests.
 package kubetest
 
 import (
@@ -61,10 +62,20 @@ func Main(m *testing.M, cleanups ...func()) {
 	os.Exit(code)
 }
 
+// RequireCluster skips t under -short: `make unit` builds and starts no kube-apiserver. Without
+// -short nothing skips, so a missing binary fails the test.
+func RequireCluster(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local kube-apiserver and etcd: skipped under -short")
+	}
+}
+
 // Cluster returns the test binary's cluster, starting it on first use. It fails t when the
 // cluster cannot start, including when the binaries are missing.
 func Cluster(t testing.TB) *localcluster.Cluster {
 	t.Helper()
+	RequireCluster(t)
 	mu.Lock()
 	defer mu.Unlock()
 	if !inMain {

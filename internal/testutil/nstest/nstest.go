@@ -18,11 +18,15 @@ import (
 	"github.com/steernet/steer/pkg/bpffs"
 )
 
-// RequireRoot skips tests that need CAP_NET_ADMIN and CAP_BPF.
+// RequireRoot skips tests that need root (network namespaces, BPF, other users) when not run as
+// root, and under -short: `make unit` is the quick loop that needs no privileges.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs root: skipped under -short")
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and loads BPF programs")
+		t.Skip("needs root: creates network namespaces, loads BPF programs or switches users")
 	}
 }
 
