@@ -132,6 +132,9 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 	if err != nil {
 		return nil, err
 	}
+	if err := checkNetns(&req); err != nil {
+		return nil, err
+	}
 	log := s.log.With("verb", req.Command, "container", req.ContainerID)
 	e := engine.New(engine.Options{
 		Logger:    log,
@@ -158,6 +161,24 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 		return nil, e.Status(ctx, conf, args)
 	}
 	return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("steerd: unknown command %q", req.Command), "")
+}
+
+// checkNetns refuses the daemon's own (the host's) network namespace before ADD or CHECK
+// touches it; DEL then runs as for a vanished netns, so delegates leave the host's
+// interfaces alone and the runtime's DEL succeeds.
+func checkNetns(req *api.Request) error {
+	switch {
+	case req.Command == "DEL" && engine.IsOwnNetns(req.Netns):
+		req.Netns = ""
+	case req.Command == "ADD" || req.Command == "CHECK":
+		if err := engine.ValidateIdentity(req.ContainerID, req.IfName); err != nil {
+			return err // the engine's own check, first, as in the plugin
+		}
+		if req.Netns != "" {
+			return engine.CheckNetns(req.Netns)
+		}
+	}
+	return nil
 }
 
 func encodeResult(res types.Result, version string) (json.RawMessage, error) {

@@ -1,0 +1,170 @@
+package main_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// Tests of input refused before any delegate runs, and of misbehaving delegates, with the
+// real binary but without the node harness or an apiserver.
+
+var (
+	standaloneOnce sync.Once
+	standaloneDir  string
+	standaloneErr  error
+)
+
+// removeStandalone is passed to kubetest.Main: the build outlives single tests.
+func removeStandalone() {
+	if standaloneDir != "" {
+		_ = os.RemoveAll(standaloneDir)
+	}
+}
+
+// steerBinary builds the plugin once per test binary.
+func steerBinary(t *testing.T) string {
+	t.Helper()
+	standaloneOnce.Do(func() {
+		if standaloneDir, standaloneErr = os.MkdirTemp("", "steer-harden-"); standaloneErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(standaloneDir, "steer"), "github.com/steernet/steer/cmd/steer")
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			standaloneErr = fmt.Errorf("build steer: %v\n%s", err, out)
+		}
+	})
+	if standaloneErr != nil {
+		t.Fatal(standaloneErr)
+	}
+	return filepath.Join(standaloneDir, "steer")
+}
+
+// scriptEnv is a directory with the plugin's bin, cni and marker paths.
+type scriptEnv struct {
+	dir, bin, cniDir string
+}
+
+func newScriptEnv(t *testing.T) *scriptEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &scriptEnv{dir: dir, bin: filepath.Join(dir, "bin"), cniDir: filepath.Join(dir, "cni")}
+	if err := os.Mkdir(e.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// script installs a delegate plugin written in sh.
+func (e *scriptEnv) script(t *testing.T, name, body string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(e.bin, name), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// conf is a thin-mode steer config delegating to the given plugin types, with extra keys.
+func (e *scriptEnv) conf(extra string, delegates ...string) []byte {
+	var ds []string
+	for _, d := range delegates {
+		ds = append(ds, fmt.Sprintf(`{"cniVersion":"1.0.0","name":"%s-net","type":%q}`, d, d))
+	}
+	list := "[" + joinComma(ds) + "]"
+	return fmt.Appendf(nil, `{"cniVersion":"1.0.0","name":"steer","type":"steer","binDir":%q,"cniDir":%q,`+
+		`"bpffsRoot":"/sys/fs/bpf/steer-harden-unused","steering":false,"delegateTimeout":"2s","delegates":%s%s}`,
+		e.bin, e.cniDir, list, extra)
+}
+
+func joinComma(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+// run execs the plugin with the CNI variables in env (CNI_PATH defaults to the bin dir).
+func (e *scriptEnv) run(t *testing.T, env map[string]string, stdin []byte) pluginRun {
+	t.Helper()
+	cmd := exec.Command(steerBinary(t))
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH=" + e.bin}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := pluginRun{stdout: stdout.Bytes(), stderr: stderr.Bytes()}
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		r.exit = exitErr.ExitCode()
+	case err != nil:
+		t.Fatalf("exec steer: %v", err)
+	}
+	return r
+}
+
+func verbEnv(verb, id, netns, ifName string) map[string]string {
+	return map[string]string{"CNI_COMMAND": verb, "CNI_CONTAINERID": id, "CNI_NETNS": netns, "CNI_IFNAME": ifName}
+}
+
+// markerScript is a delegate that records that it ran and returns an empty result.
+func markerScript(marker string) string {
+	return fmt.Sprintf("cat >/dev/null\ntouch %q\necho '{\"cniVersion\":\"1.0.0\"}'\n", marker)
+}
+
+// The host's own network namespace as CNI_NETNS (a symlink to it, as a confused or hostile
+// runtime would pass): ADD is refused before any delegate runs, and DEL succeeds (it used to
+// fail with code 8 for ever, leaving the pod Terminating).
+func TestHostNetnsRefused(t *testing.T) {
+	e := newScriptEnv(t)
+	marker := filepath.Join(e.dir, "ran")
+	e.script(t, "fake", markerScript(marker))
+	conf := e.conf("", "fake")
+	hostNS := filepath.Join(e.dir, "hostns")
+	if err := os.Symlink("/proc/self/ns/net", hostNS); err != nil {
+		t.Fatal(err)
+	}
+	regular := filepath.Join(e.dir, "regular")
+	if err := os.WriteFile(regular, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		netns string
+		code  uint
+	}{{hostNS, types.ErrInvalidNetNS}, {"/proc/self/ns/net", types.ErrInvalidNetNS}, {regular, types.ErrInvalidEnvironmentVariables}} {
+		for _, verb := range []string{"ADD", "CHECK"} {
+			r := e.run(t, verbEnv(verb, "hostns-test", tc.netns, "steerhn0"), conf)
+			if te := r.cniError(t, verb); te == nil || te.Code != tc.code || !bytes.Contains(r.stdout, []byte("CNI_NETNS")) {
+				t.Errorf("%s with CNI_NETNS %s: exit %d %s, want code %d naming CNI_NETNS", verb, tc.netns, r.exit, r.stdout, tc.code)
+			}
+			if bytes.Count(r.stdout, []byte("{")) > 1 {
+				t.Errorf("%s printed more than the error: %s", verb, r.stdout)
+			}
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("a delegate ran with CNI_NETNS %s", tc.netns)
+		}
+		if names, _ := filepath.Glob(filepath.Join(e.cniDir, "*.json")); len(names) > 0 {
+			t.Errorf("cache written: %v", names)
+		}
+		for range 2 {
+			if r := e.run(t, verbEnv("DEL", "hostns-test", tc.netns, "steerhn0"), conf); r.exit != 0 {
+				t.Errorf("DEL with CNI_NETNS %s: exit %d %s", tc.netns, r.exit, r.stdout)
+			}
+		}
+	}
+}
