@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/steernet/steer/internal/testutil/nstest"
 )
 
 // Tests of input refused before any delegate runs, and of misbehaving delegates, with the
@@ -166,5 +168,48 @@ func TestHostNetnsRefused(t *testing.T) {
 				t.Errorf("DEL with CNI_NETNS %s: exit %d %s", tc.netns, r.exit, r.stdout)
 			}
 		}
+	}
+}
+
+// newPodNS makes a network namespace for a plugin run, removed when the test ends.
+func newPodNS(t *testing.T) string {
+	t.Helper()
+	n := nstest.NewNS(t)
+	return n.Path()
+}
+
+// Misbehaving delegates: whatever they print, ADD fails with a non-zero CNI code (0 is
+// success to a runtime) and an error and stderr of bounded size; a configuration over 1 MiB is
+// refused before it is decoded, and DEL with it succeeds.
+func TestMisbehavingDelegatesAndHugeInput(t *testing.T) {
+	nstest.RequireRoot(t)
+	e := newScriptEnv(t)
+	huge := "head -c 20000000 /dev/zero | tr '\\0' x"
+	e.script(t, "garbage", "cat >/dev/null\necho 'garbage, not JSON'\nexit 1\n")
+	e.script(t, "killed", "cat >/dev/null\nkill -9 $$\n")
+	e.script(t, "noisy", "cat >/dev/null\n"+huge+" >&2\nexit 1\n")
+	e.script(t, "codezero", "cat >/dev/null\necho '{\"code\":0,\"msg\":\"broke\"}'\nexit 1\n")
+	netns := newPodNS(t)
+	for _, typ := range []string{"garbage", "killed", "noisy", "codezero"} {
+		conf := e.conf(`,"logToStderr":true`, typ)
+		r := e.run(t, verbEnv("ADD", "misbehave-"+typ, netns, "eth0"), conf)
+		if te := r.cniError(t, "ADD "+typ); te == nil || te.Code == 0 {
+			t.Errorf("ADD %s: exit %d, %.300s", typ, r.exit, r.stdout)
+		}
+		if len(r.stdout) > 64<<10 || len(r.stderr) > 256<<10 {
+			t.Errorf("ADD %s: %d bytes on stdout, %d on stderr", typ, len(r.stdout), len(r.stderr))
+		}
+		if r := e.run(t, verbEnv("DEL", "misbehave-"+typ, netns, "eth0"), conf); r.exit != 0 {
+			t.Logf("DEL %s: exit %d %.300s", typ, r.exit, r.stdout) // the delegate fails DEL too
+		}
+	}
+
+	big := e.conf(`,"padding":"`+string(bytes.Repeat([]byte("x"), 2<<20))+`"`, "garbage")
+	r := e.run(t, verbEnv("ADD", "huge-conf", netns, "eth0"), big)
+	if te := r.cniError(t, "ADD"); te == nil || te.Code != types.ErrDecodingFailure {
+		t.Errorf("ADD with a 2 MiB config: exit %d %.300s, want code 6", r.exit, r.stdout)
+	}
+	if r := e.run(t, verbEnv("DEL", "huge-conf", netns, "eth0"), big); r.exit != 0 {
+		t.Errorf("DEL with a 2 MiB config: exit %d %.300s", r.exit, r.stdout)
 	}
 }

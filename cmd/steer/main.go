@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,6 +27,9 @@ func init() {
 
 func main() {
 	if proceed, code := checkEnv(); !proceed {
+		os.Exit(code)
+	}
+	if proceed, code := boundStdin(); !proceed {
 		os.Exit(code)
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
@@ -81,7 +85,16 @@ func run(args *skel.CmdArgs, verb string, do func(context.Context, *engine.Engin
 	}
 	if err != nil {
 		log.Error("failed", "container", args.ContainerID, "err", err)
-		return err
+		return nonZeroCode(err)
 	}
 	return nil
+}
+
+// nonZeroCode makes sure a CNI error does not carry code 0, which a runtime takes for success.
+func nonZeroCode(err error) error {
+	var te *types.Error
+	if errors.As(err, &te) && te.Code == 0 {
+		return types.NewError(types.ErrInternal, te.Msg, te.Details)
+	}
+	return err
 }
