@@ -173,6 +173,9 @@ func ParseConf(data []byte) (*Conf, error) {
 			c.Unknown[k] = v
 		}
 	}
+	if err := c.checkPaths(top); err != nil {
+		return nil, err
+	}
 	if err := c.finish(multusNS, steerNS, globalNS, runtimeConfig); err != nil {
 		return nil, err
 	}
