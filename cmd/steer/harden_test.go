@@ -213,3 +213,43 @@ func TestMisbehavingDelegatesAndHugeInput(t *testing.T) {
 		t.Errorf("DEL with a 2 MiB config: exit %d %.300s", r.exit, r.stdout)
 	}
 }
+
+// Verbs of one container run one at a time in thin mode too: two ADDs of the same container
+// ran their delegates at once (runtimes retry, outside the CNI contract). The lock is a file
+// in cniDir, removed by DEL.
+func TestThinModeContainerLock(t *testing.T) {
+	nstest.RequireRoot(t)
+	e := newScriptEnv(t)
+	state := filepath.Join(e.dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	running, overlap := filepath.Join(state, "running"), filepath.Join(state, "overlap")
+	e.script(t, "slow", fmt.Sprintf("cat >/dev/null\nmkdir %q 2>/dev/null || touch %q\nsleep 0.5\nrmdir %q\n"+
+		"[ \"$CNI_COMMAND\" = ADD ] && echo '{\"cniVersion\":\"1.0.0\"}'\nexit 0\n", running, overlap, running))
+	conf := e.conf("", "slow")
+	netns := newPodNS(t)
+	var wg sync.WaitGroup
+	runs := make([]pluginRun, 6)
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verb := "ADD"
+			if i%2 == 1 {
+				verb = "DEL"
+			}
+			runs[i] = e.run(t, verbEnv(verb, "locked", netns, "eth0"), conf)
+		}()
+	}
+	wg.Wait()
+	if _, err := os.Stat(overlap); err == nil {
+		t.Errorf("delegates of one container ran at once: %+v", runs)
+	}
+	if r := e.run(t, verbEnv("DEL", "locked", netns, "eth0"), conf); r.exit != 0 {
+		t.Errorf("DEL: exit %d %s", r.exit, r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(e.cniDir, "locked.lock")); !os.IsNotExist(err) {
+		t.Errorf("lock file left after DEL: %v", err)
+	}
+}
