@@ -149,6 +149,11 @@ func (e *Engine) defaultNetworkOverride(ctx context.Context, r *request, pod *k8
 		return "", nil, cniError(types.ErrInvalidNetworkConfig, "%s: %q is not a network name or namespace/name", k8s.DefaultNetworkAnnotation, ref)
 	}
 	if !strings.Contains(ref, "/") {
+		// A bare name is a NAD of steerNamespace: the same check as "namespace/name", or the
+		// bare form bypasses it (Multus v4 checks neither form).
+		if err := r.checkIsolation(pod, r.conf.Namespace); err != nil {
+			return "", nil, err
+		}
 		return e.resolveRef(ctx, r, ref)
 	}
 	ns, name := elems[0].Namespace, elems[0].Name
