@@ -3,6 +3,7 @@ package netconf
 import (
 	"encoding/json"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/steernet/steer/pkg/bpffs"
@@ -42,6 +43,29 @@ func (c *Conf) checkPaths(top map[string]json.RawMessage) error {
 		if err := bpffs.CheckRoot(c.BPFFSRoot); err != nil {
 			return invalidError(`steer config: "bpffsRoot": %v`, err)
 		}
+	}
+	return nil
+}
+
+// checkFoldedKeys refuses two members that name one known key in different case
+// ("cniVersion" and "CNIVERSION"): steer took the exact match while skel, like
+// encoding/json, took the last one, so it validated one version and printed another.
+func checkFoldedKeys(top map[string]json.RawMessage, known map[string]bool) error {
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	seen := map[string]string{}
+	for _, k := range keys {
+		l := strings.ToLower(k)
+		if !known[l] {
+			continue
+		}
+		if prev, ok := seen[l]; ok {
+			return invalidError(`steer config: %q and %q are the same key in different case`, prev, k)
+		}
+		seen[l] = k
 	}
 	return nil
 }

@@ -39,3 +39,22 @@ func TestParseConfPaths(t *testing.T) {
 		t.Errorf("ParseConf = %+v, %v", c, err)
 	}
 }
+
+// One key twice in different case is refused: steer read one value, skel the other
+// ("cniVersion" 1.0.0 and "CNIVERSION" 0.3.1 validated 0.3.1 and printed a 1.0.0 result).
+func TestParseConfFoldedDuplicateKeys(t *testing.T) {
+	for _, in := range []string{
+		`{"cniVersion":"1.0.0","CNIVERSION":"0.3.1","clusterNetwork":"n"}`,
+		`{"clusterNetwork":"n","ClusterNetwork":"m"}`,
+	} {
+		_, err := ParseConf([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), "same key in different case") {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		mustCNIError(t, err)
+	}
+	if _, err := ParseConf([]byte(`{"CNIVERSION":"0.3.1","clusterNetwork":"n","x":1,"X":2}`)); err != nil {
+		t.Errorf("one spelling of a key, and unknown keys in any case: %v", err)
+	}
+}
