@@ -105,7 +105,7 @@ func runThin(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs, verb s
 				return err
 			}
 		} else {
-			defer func() { unlock(verb == "DEL") }()
+			defer unlock()
 		}
 	}
 	return do(ctx, engine.NewThin(conf, log, newDataplane(conf, log)), conf)

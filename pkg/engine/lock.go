@@ -19,8 +19,9 @@ const lockPoll = 20 * time.Millisecond
 
 // LockContainer serialises the verbs of one container across plugin processes (runtimes
 // retry, outside the CNI contract): it flocks <cniDir>/<containerID>.lock, waiting until ctx
-// ends. unlock(true) also removes the file, which DEL does once the container is gone.
-func LockContainer(ctx context.Context, cniDir, containerID string) (unlock func(remove bool), err error) {
+// ends. unlock removes the file: lock files exist only while a verb runs (a waiter that
+// locked a removed file locks a new one).
+func LockContainer(ctx context.Context, cniDir, containerID string) (unlock func(), err error) {
 	if err := bpffs.ValidContainerID(containerID); err != nil {
 		return nil, cniError(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID: %v", err)
 	}
@@ -40,10 +41,8 @@ func LockContainer(ctx context.Context, cniDir, containerID string) (unlock func
 		// A DEL that held the lock may have removed the file meanwhile: lock the new one.
 		var held, now unix.Stat_t
 		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
-			return func(remove bool) {
-				if remove {
-					_ = os.Remove(path)
-				}
+			return func() {
+				_ = os.Remove(path)
 				_ = f.Close()
 			}, nil
 		}
