@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -252,4 +254,70 @@ func TestThinModeContainerLock(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.cniDir, "locked.lock")); !os.IsNotExist(err) {
 		t.Errorf("lock file left after DEL: %v", err)
 	}
+}
+
+// delegateTimeout holds against a delegate whose child keeps its stdout (a script running
+// sleep), and so does SIGTERM from the runtime: both took as long as the child (an ADD with a
+// 5 s timeout returned after 45 s). The child dies with the delegate.
+func TestDelegateTimeoutAndSIGTERM(t *testing.T) {
+	nstest.RequireRoot(t)
+	e := newScriptEnv(t)
+	pidFile := filepath.Join(e.dir, "pid")
+	e.script(t, "hang", fmt.Sprintf("cat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nsleep 60 &\necho $! > %q\nwait\n", pidFile))
+	netns := newPodNS(t)
+	childGone := func() {
+		t.Helper()
+		data, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatalf("the delegate did not run: %v", err)
+		}
+		proc := "/proc/" + string(bytes.TrimSpace(data))
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			stat, err := os.ReadFile(proc + "/stat")
+			if err != nil || bytes.Contains(stat, []byte(") Z ")) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the delegate's child %s is still running", proc)
+			}
+		}
+	}
+
+	start := time.Now()
+	r := e.run(t, verbEnv("ADD", "timeout", netns, "eth0"), e.conf(`,"delegateTimeout":"1s"`, "hang"))
+	if te := r.cniError(t, "ADD"); te == nil || !bytes.Contains(r.stdout, []byte("within 1s")) {
+		t.Errorf("ADD: exit %d %s, want the timeout error", r.exit, r.stdout)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("ADD with a 1s delegateTimeout returned after %s", d)
+	}
+	childGone()
+	_ = os.Remove(pidFile)
+
+	cmd := exec.Command(steerBinary(t))
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH=" + e.bin, "CNI_COMMAND=ADD",
+		"CNI_CONTAINERID=sigterm", "CNI_NETNS=" + netns, "CNI_IFNAME=eth0"}
+	cmd.Stdin = bytes.NewReader(e.conf(`,"delegateTimeout":"30s"`, "hang"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(pidFile); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	start = time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("steer still running 10s after SIGTERM")
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	childGone()
+	_ = e.run(t, verbEnv("DEL", "sigterm", netns, "eth0"), e.conf("", "hang"))
 }
