@@ -46,7 +46,7 @@ func openLogFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := netconf.OpenLogFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,6 +28,9 @@ func init() {
 
 func main() {
 	if proceed, code := checkEnv(); !proceed {
+		os.Exit(code)
+	}
+	if proceed, code := boundStdin(); !proceed {
 		os.Exit(code)
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
@@ -77,11 +82,40 @@ func run(args *skel.CmdArgs, verb string, do func(context.Context, *engine.Engin
 	defer stop()
 	handled, err := viaDaemon(ctx, conf, args, verb, log)
 	if !handled {
-		err = do(ctx, engine.NewThin(conf, log, newDataplane(conf, log)), conf)
+		err = runThin(ctx, conf, args, verb, log, do)
 	}
 	if err != nil {
 		log.Error("failed", "container", args.ContainerID, "err", err)
-		return err
+		return nonZeroCode(err)
 	}
 	return nil
+}
+
+// runThin runs the verb in-process, under the container's lock for ADD, DEL and CHECK (steerd
+// has its own): two ADDs of one container ran the bridge plugin at once, and an ADD racing a
+// DEL could report success for interfaces the DEL had removed.
+func runThin(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs, verb string, log *slog.Logger,
+	do func(context.Context, *engine.Engine, *netconf.Conf) error) error {
+	if verb == "ADD" || verb == "DEL" || verb == "CHECK" {
+		unlock, err := engine.LockContainer(ctx, conf.CNIDir, args.ContainerID)
+		if err != nil {
+			if verb == "DEL" {
+				log.Warn("DEL without the container lock", "err", err)
+			} else {
+				return err
+			}
+		} else {
+			defer unlock()
+		}
+	}
+	return do(ctx, engine.NewThin(conf, log, newDataplane(conf, log)), conf)
+}
+
+// nonZeroCode makes sure a CNI error does not carry code 0, which a runtime takes for success.
+func nonZeroCode(err error) error {
+	var te *types.Error
+	if errors.As(err, &te) && te.Code == 0 {
+		return types.NewError(types.ErrInternal, te.Msg, te.Details)
+	}
+	return err
 }

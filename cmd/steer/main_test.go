@@ -19,7 +19,7 @@ import (
 	"github.com/steernet/steer/pkg/k8s"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) { kubetest.Main(m, removeStandalone) }
 
 // fixture is a node with the cluster network as a conflist file (bridge cni0, 10.10.0.0/24)
 // and two macvlan NADs in a fresh namespace: lan (eth1, 192.168.50.0/24) and mgmt (eth2,

@@ -100,21 +100,82 @@ func (l Layout) Remove(containerID string) error {
 	return nil
 }
 
-// EnsureMounted mounts a bpffs on the parent of the layout's root when none is mounted there
-// (a fresh node has none) and creates the root.
+// MountPoint is the one place EnsureMounted mounts a bpffs: where the kernel and every BPF
+// tool expect it.
+const MountPoint = "/sys/fs/bpf"
+
+// CheckRoot reports why root cannot be a pin root, or nil. It must be an absolute, clean
+// path strictly under some directory: the root's directories are listed and removed as
+// containers', so it must be Steer's own, never a bpffs mount point such as /sys/fs/bpf.
+func CheckRoot(root string) error {
+	switch {
+	case !filepath.IsAbs(root):
+		return fmt.Errorf("bpffs root %q is not an absolute path", root)
+	case filepath.Clean(root) != root:
+		return fmt.Errorf("bpffs root %q is not a clean path (want %q)", root, filepath.Clean(root))
+	case root == "/" || root == MountPoint:
+		return fmt.Errorf("bpffs root %q must be a directory of Steer's own on a bpffs, e.g. %s", root, DefaultRoot)
+	}
+	return nil
+}
+
+// EnsureMounted creates the layout's root on a bpffs. When the root's nearest existing
+// ancestor is not on a bpffs, it mounts one, but only on an empty MountPoint that nothing is
+// mounted on yet (a fresh node): mounting anywhere else could hide a live file system, as a
+// bpffs over /sys/fs would hide cgroupfs and the host's real bpffs.
 func (l Layout) EnsureMounted() error {
-	mnt := filepath.Dir(l.Root)
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
+	if err := CheckRoot(l.Root); err != nil {
 		return err
 	}
+	dir := l.Root
+	for {
+		if _, err := os.Lstat(dir); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("bpffs root %s: %w", l.Root, err)
+		}
+		dir = filepath.Dir(dir)
+	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(mnt, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", mnt, err)
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dir, err)
 	}
 	if st.Type != unix.BPF_FS_MAGIC {
-		if err := unix.Mount("bpffs", mnt, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("mount bpffs on %s: %w", mnt, err)
+		if dir != MountPoint {
+			return fmt.Errorf("bpffs root %s: %s is not on a bpffs, and Steer mounts one only on %s; mount a bpffs first", l.Root, dir, MountPoint)
+		}
+		if err := checkMountable(dir); err != nil {
+			return fmt.Errorf("bpffs root %s: %w", l.Root, err)
+		}
+		if err := unix.Mount("bpffs", dir, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", dir, err)
 		}
 	}
 	return os.MkdirAll(l.Root, 0o700)
+}
+
+// checkMountable refuses a directory that is a mount point or has entries: a bpffs there
+// would hide them.
+func checkMountable(dir string) error {
+	var st, parent unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	if err := unix.Lstat(filepath.Dir(dir), &parent); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if st.Dev != parent.Dev {
+		return fmt.Errorf("%s is a mount point of another file system: not mounting a bpffs over it", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s is not empty: not mounting a bpffs over it", dir)
+	}
+	return nil
 }

@@ -103,3 +103,25 @@ func TestServeHostileArguments(t *testing.T) {
 		}
 	}
 }
+
+// The daemon's own network namespace (the host's) as CNI_NETNS: ADD and CHECK are refused
+// with code 8 before anything runs, DEL succeeds.
+func TestServeHostNetns(t *testing.T) {
+	dir := t.TempDir()
+	cniDir := filepath.Join(dir, "cni-steer")
+	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"steer-net","type":"steer","socketPath":"/run/steer/steerd.sock",`+
+		`"steering":false,"cniDir":%q,"bpffsRoot":"/sys/fs/bpf/steer-unused","delegates":[{"cniVersion":"1.0.0","name":"x","type":"x"}]}`, cniDir)
+	ts := startServer(t, filepath.Join(dir, "run", "steerd.sock"))
+	for _, verb := range []string{"ADD", "CHECK"} {
+		res := ts.post(t, request(verb, "hostns", "eth0", "", conf))
+		if res.Error == nil || res.Error.Code != types.ErrInvalidNetNS || !strings.Contains(res.Error.Msg, "own network namespace") {
+			t.Errorf("%s in the host netns: %+v, want code 8", verb, res)
+		}
+	}
+	if res := ts.post(t, request("DEL", "hostns", "eth0", "", conf)); res.Error != nil {
+		t.Errorf("DEL: %+v", res.Error)
+	}
+	if _, err := os.Stat(cniDir); !os.IsNotExist(err) {
+		t.Errorf("%s was created (%v)", cniDir, err)
+	}
+}

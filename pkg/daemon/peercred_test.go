@@ -59,7 +59,7 @@ type testServer struct {
 }
 
 // startServer runs Serve on socket until the test ends.
-func startServer(t *testing.T, socket string) *testServer {
+func startServer(t *testing.T, socket string, opts ...func(*Server)) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dyn := dynfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
@@ -75,6 +75,9 @@ func startServer(t *testing.T, socket string) *testServer {
 	log := slog.New(slog.NewTextHandler(ts.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ts.metrics = metrics.New(bpffs.Layout{Root: t.TempDir()}, log)
 	srv := NewServer(c, 2, ts.metrics, log)
+	for _, o := range opts {
+		o(srv)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, socket) }()
 	t.Cleanup(func() {

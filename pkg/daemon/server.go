@@ -32,19 +32,33 @@ type Server struct {
 	log     *slog.Logger
 	cache   *Cache
 	metrics *metrics.Registry
-	slots   chan struct{}
-	locks   keyedMutex
+	// slots bound the ADDs and CHECKs that run at once; cleanup (DEL, GC) and STATUS have
+	// slots of their own, so hung ADDs never hold them up.
+	slots, cleanupSlots chan struct{}
+	locks               keyedMutex
+	// readTimeout bounds reading a request, maxConns the connections held at once: a
+	// client that sent headers and no body used to keep its connection for ever.
+	readTimeout time.Duration
+	maxConns    int
 }
 
 // DefaultWorkers bounds the requests that run at once; the rest wait their turn.
 const DefaultWorkers = 8
+
+// Connection limits of the socket.
+const (
+	defaultReadTimeout = 10 * time.Second
+	defaultMaxConns    = 128
+)
 
 // NewServer returns a server answering from cache; workers bounds concurrency.
 func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logger) *Server {
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
-	return &Server{log: log, cache: cache, metrics: reg, slots: make(chan struct{}, workers)}
+	return &Server{log: log, cache: cache, metrics: reg,
+		slots: make(chan struct{}, workers), cleanupSlots: make(chan struct{}, workers),
+		readTimeout: defaultReadTimeout, maxConns: defaultMaxConns}
 }
 
 // Serve listens on socket (root-only: 0600, and peers checked with SO_PEERCRED) until ctx
@@ -64,10 +78,10 @@ func (s *Server) Serve(ctx context.Context, socket string) error {
 		ln.Close()
 		return err
 	}
-	ln = peerCredListener{Listener: ln, log: s.log}
+	ln = newLimitListener(peerCredListener{Listener: ln, log: s.log}, s.maxConns)
 	mux := http.NewServeMux()
 	mux.HandleFunc(api.Path, s.handle)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: s.readTimeout, ReadTimeout: s.readTimeout, IdleTimeout: s.readTimeout}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -117,22 +131,35 @@ func verbLabel(command string) string {
 	return "unknown"
 }
 
-// run takes a worker slot, then the container's lock, then runs the verb.
+// run takes the container's lock, then a worker slot, then runs the verb; it gives up
+// waiting when the client does. The lock comes first so that retries of a hung ADD wait
+// without holding slots other containers need.
 func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, error) {
+	if req.ContainerID != "" {
+		unlock, err := s.locks.lock(ctx, req.ContainerID)
+		if err != nil {
+			return nil, types.NewError(types.ErrTryAgainLater, "steerd: another request for the container is running", err.Error())
+		}
+		defer unlock()
+	}
+	slots := s.slots
+	if req.Command == "DEL" || req.Command == "GC" || req.Command == "STATUS" {
+		slots = s.cleanupSlots
+	}
 	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	case <-ctx.Done():
 		return nil, types.NewError(types.ErrTryAgainLater, "steerd: busy", ctx.Err().Error())
-	}
-	if req.ContainerID != "" {
-		defer s.locks.lock(req.ContainerID)()
 	}
 	conf, err := netconf.ParseConf(req.StdinData)
 	if err != nil {
 		return nil, err
 	}
-	log := s.log.With("verb", req.Command, "container", req.ContainerID)
+	if err := checkNetns(&req); err != nil {
+		return nil, err
+	}
+	log := s.log.With("verb", req.Command) // the engine adds "container"
 	e := engine.New(engine.Options{
 		Logger:    log,
 		Pods:      s.cache,
@@ -160,6 +187,24 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 	return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("steerd: unknown command %q", req.Command), "")
 }
 
+// checkNetns refuses the daemon's own (the host's) network namespace before ADD or CHECK
+// touches it; DEL then runs as for a vanished netns, so delegates leave the host's
+// interfaces alone and the runtime's DEL succeeds.
+func checkNetns(req *api.Request) error {
+	switch {
+	case req.Command == "DEL" && engine.IsOwnNetns(req.Netns):
+		req.Netns = ""
+	case req.Command == "ADD" || req.Command == "CHECK":
+		if err := engine.ValidateIdentity(req.ContainerID, req.IfName); err != nil {
+			return err // the engine's own check, first, as in the plugin
+		}
+		if req.Netns != "" {
+			return engine.CheckNetns(req.Netns)
+		}
+	}
+	return nil
+}
+
 func encodeResult(res types.Result, version string) (json.RawMessage, error) {
 	if version != "" {
 		var err error
@@ -174,8 +219,8 @@ func reply(w http.ResponseWriter, res json.RawMessage, err error) {
 	out := api.Response{Result: res}
 	if err != nil {
 		var cniErr *types.Error
-		if !errors.As(err, &cniErr) {
-			cniErr = types.NewError(types.ErrInternal, err.Error(), "")
+		if !errors.As(err, &cniErr) || cniErr.Code == 0 {
+			cniErr = types.NewError(types.ErrInternal, err.Error(), "") // 0 is success to a runtime
 		}
 		out.Error = cniErr
 	}

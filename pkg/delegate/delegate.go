@@ -57,13 +57,10 @@ type Runner struct {
 }
 
 // NewRunner returns a Runner that finds plugins in binDirs, keeps libcni's cache in cacheDir
-// and executes plugins with exec (nil: fork and exec, delegate stderr to ours).
+// and executes plugins with exec (nil: an Exec passing delegate stderr on to ours).
 func NewRunner(binDirs []string, cacheDir string, exec invoke.Exec) *Runner {
 	if exec == nil {
-		exec = &invoke.DefaultExec{
-			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
-			PluginDecoder: version.PluginDecoder{},
-		}
+		exec = &Exec{Stderr: os.Stderr}
 	}
 	return &Runner{
 		cni:  libcni.NewCNIConfigWithCacheDir(binDirs, cacheDir, exec),

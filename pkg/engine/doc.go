@@ -75,6 +75,7 @@
 // annotation resolve as in Multus: a reference without '/' is a NetworkAttachmentDefinition
 // in steerNamespace, else a configuration "name" in confDir; a reference with '/' is a
 // directory (its first configuration file) or a file path. The annotation may also say
-// "namespace/name" (a NAD in that namespace, subject to namespaceIsolation); a pod can never
-// point it at a path on the node.
+// "namespace/name" (a NAD in that namespace); under namespaceIsolation either form must name
+// the pod's own namespace or a global one (a bare name counts as steerNamespace, so it is
+// refused too: Multus v4 checks neither form). A pod can never point it at a path on the node.
 package engine

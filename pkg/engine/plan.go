@@ -82,6 +82,9 @@ func (e *Engine) plan(ctx context.Context, r *request, pod *k8s.Pod, pre *ahead)
 		}
 		atts = append(atts, selected...)
 	}
+	if err := r.checkSteeredCount(atts); err != nil {
+		return nil, err
+	}
 	for _, a := range atts {
 		if a.net, err = delegate.Parse(a.conf, r.conf.CNIVersion); err != nil {
 			return nil, withCode(types.ErrInvalidNetworkConfig, fmt.Sprintf("network %q", a.network), err)
@@ -146,6 +149,11 @@ func (e *Engine) defaultNetworkOverride(ctx context.Context, r *request, pod *k8
 		return "", nil, cniError(types.ErrInvalidNetworkConfig, "%s: %q is not a network name or namespace/name", k8s.DefaultNetworkAnnotation, ref)
 	}
 	if !strings.Contains(ref, "/") {
+		// A bare name is a NAD of steerNamespace: the same check as "namespace/name", or the
+		// bare form bypasses it (Multus v4 checks neither form).
+		if err := r.checkIsolation(pod, r.conf.Namespace); err != nil {
+			return "", nil, err
+		}
 		return e.resolveRef(ctx, r, ref)
 	}
 	ns, name := elems[0].Namespace, elems[0].Name
@@ -193,6 +201,9 @@ func (e *Engine) defaultNetworks(ctx context.Context, r *request) ([]*attachment
 func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod, before []*attachment) ([]*attachment, error) {
 	elems, err := netconf.ParseNetworkSelection(pod.Annotations[k8s.NetworksAnnotation], pod.Namespace)
 	if err != nil || len(elems) == 0 {
+		return nil, err
+	}
+	if err := checkSelectionCount(len(before), len(elems)); err != nil {
 		return nil, err
 	}
 	// Number after the default networks and keep their names and CNI_IFNAME free.

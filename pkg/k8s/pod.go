@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,6 +109,10 @@ func (c *PodClient) SetNetworkStatus(ctx context.Context, namespace, name, uid s
 // RESTConfigFromKubeconfig loads a kubeconfig file. timeout bounds every request made with
 // the configuration (callers add tighter context deadlines per call).
 func RESTConfigFromKubeconfig(path string, timeout time.Duration) (*rest.Config, error) {
+	// client-go's read of a FIFO would block for ever.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("load kubeconfig %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)

@@ -171,6 +171,12 @@ func ParseConf(data []byte) (*Conf, error) {
 			c.Unknown[k] = v
 		}
 	}
+	if err := checkFoldedKeys(top, known); err != nil {
+		return nil, err
+	}
+	if err := c.checkPaths(top); err != nil {
+		return nil, err
+	}
 	if err := c.finish(multusNS, steerNS, globalNS, runtimeConfig); err != nil {
 		return nil, err
 	}

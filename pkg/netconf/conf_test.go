@@ -126,12 +126,12 @@ func TestParseConfThickWithoutNetworks(t *testing.T) {
 }
 
 func TestParseConfNullAndEmptyKeepDefaults(t *testing.T) {
-	c, err := ParseConf([]byte(`{"clusterNetwork":"n","confDir":"","steering":null,"apiTimeout":null,"globalNamespaces":"","bpffsRoot":""}`))
+	c, err := ParseConf([]byte(`{"clusterNetwork":"n","confDir":"","steering":null,"apiTimeout":null,"globalNamespaces":""}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.ConfDir != DefaultConfDir || !c.Steering || c.APITimeout != DefaultAPITimeout ||
-		!reflect.DeepEqual(c.GlobalNamespaces, []string{"default"}) || c.BPFFSRoot != DefaultBPFFSRoot {
+		!reflect.DeepEqual(c.GlobalNamespaces, []string{"default"}) {
 		t.Errorf("defaults lost: %+v", c)
 	}
 }

@@ -66,7 +66,8 @@
 //     verbose, info, warning, error, panic (any case); logToStderr defaults
 //     to true, as in Multus.
 //   - namespaceIsolation: pods may only use NADs of their own namespace and
-//     of globalNamespaces.
+//     of globalNamespaces, in the selection and in the default-network
+//     annotation (whose bare names are NADs of steerNamespace).
 //   - globalNamespaces: comma-separated namespaces (a JSON list of strings is
 //     accepted too). Default "default".
 //   - systemNamespaces: namespaces whose pods get no defaultNetworks.

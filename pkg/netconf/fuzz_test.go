@@ -123,6 +123,8 @@ func FuzzParseConf(f *testing.F) {
 			t.Fatalf("bad dirs %+v", c)
 		case c.SocketPath != "" && !filepath.IsAbs(c.SocketPath):
 			t.Fatalf("relative socket %q", c.SocketPath)
+		case !filepath.IsAbs(c.CNIDir) || !filepath.IsAbs(c.ConfDir) || !filepath.IsAbs(c.BinDir):
+			t.Fatalf("relative dirs %+v", c)
 		case !isDNS1123Label(c.Namespace):
 			t.Fatalf("namespace %q", c.Namespace)
 		case c.LogLevel != "" && !isLogLevel(c.LogLevel):

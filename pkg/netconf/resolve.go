@@ -156,7 +156,7 @@ func confFiles(dir string, exts ...string) ([]string, error) {
 }
 
 func readConfFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := OpenRegular(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}

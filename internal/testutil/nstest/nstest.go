@@ -5,6 +5,9 @@ package nstest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +17,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/steernet/steer/pkg/bpffs"
 )
@@ -37,19 +41,64 @@ func Suffix() string {
 	return hex.EncodeToString(b)
 }
 
-// NewNS creates a network namespace that is deleted when the test ends.
+// NewNS creates a network namespace that is deleted when the test ends. A namespace that
+// cannot be removed fails the test instead of being left behind silently.
 func NewNS(t testing.TB) ns.NetNS {
 	t.Helper()
 	RequireRoot(t)
-	n, err := testutils.NewNS()
+	n, err := newNSLocked()
 	if err != nil {
 		t.Fatalf("new netns: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = n.Close()
-		_ = testutils.UnmountNS(n)
+		if err := RemoveNS(n.Path()); err != nil {
+			t.Errorf("remove netns: %v", err)
+		}
 	})
 	return n
+}
+
+// nsLockFile serialises namespace creation across test binaries (go test runs packages in
+// parallel).
+const nsLockFile = "/run/steer-nstest.lock"
+
+// newNSLocked is testutils.NewNS under nsLockFile. The first calls on a machine find
+// /run/netns not yet a mount point and bind-mount it on itself; two at once stack two such
+// mounts, and a namespace created between them is mounted in both layers: its cleanup
+// unmounted only the top one, its file could not be removed (EBUSY), the error was
+// ignored, and a cnitest-* namespace outlived a green run.
+func newNSLocked() (ns.NetNS, error) {
+	f, err := os.OpenFile(nsLockFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return nil, err
+	}
+	return testutils.NewNS()
+}
+
+// RemoveNS unmounts every mount on a namespace's path (stacked ones too) and removes the
+// file; a path already gone is fine.
+func RemoveNS(path string) error {
+	for range 16 {
+		err := unix.Unmount(path, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) {
+			break // no longer a mount point
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Name returns the namespace's name as `ip netns` knows it.
