@@ -106,10 +106,7 @@ func TestZeroConfSingleStackPrimary(t *testing.T) {
 					startEcho(t, listed)
 					l4, l6 := podAddrs(t, listed, "net1")
 					expectProbes(t, e.topo, "client", true, l4, l6)
-					routes, err := pod.Exec(context.Background(), "ip", "-6", "route", "show", "default")
-					if err != nil {
-						t.Fatal(err)
-					}
+					routes := defaultRoutes6(t, pod)
 					if fams == IPv4Only && !strings.Contains(routes, "dev net1") {
 						t.Errorf("IPv6 default routes %q: want one through net1", routes)
 					}
@@ -134,10 +131,7 @@ func TestZeroConfTwoSecondaries(t *testing.T) {
 	d4, d6 := podAddrs(t, pod, "net1")
 	m4, m6 := podAddrs(t, pod, "net2")
 	expectProbes(t, e.topo, "client", true, d4, d6, m4, m6)
-	routes, err := pod.Exec(context.Background(), "ip", "-6", "route", "show", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
+	routes := defaultRoutes6(t, pod)
 	if !strings.Contains(routes, "dev net1") || strings.Contains(routes, "net2") {
 		t.Errorf("IPv6 default routes %q: want one, through net1", routes)
 	}
@@ -325,4 +319,14 @@ func waitPing(ctx context.Context, nsName string, addr netip.Addr) error {
 			return err
 		}
 	}
+}
+
+// defaultRoutes6 is the pod's IPv6 default routes, as ip prints them.
+func defaultRoutes6(t *testing.T, pod *Pod) string {
+	t.Helper()
+	routes, err := pod.Exec(context.Background(), "ip", "-6", "route", "show", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return routes
 }
