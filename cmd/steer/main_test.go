@@ -99,7 +99,8 @@ func TestAddCheckDel(t *testing.T) {
 	eth0 := addrPrefix(t, p, "eth0", "10.10.0.")
 	net1 := addrPrefix(t, p, "net1", "192.168.50.")
 	addrPrefix(t, p, "net2", "192.168.60.")
-	wantRoutes := []string{"10.10.0.0/24 dev eth0", "192.168.50.0/24 dev net1", "192.168.60.0/24 dev net2", "default via 10.10.0.1 dev eth0"}
+	// 224.0.0.0/4: no network lists groups, so multicast goes by the first secondary.
+	wantRoutes := []string{"10.10.0.0/24 dev eth0", "192.168.50.0/24 dev net1", "192.168.60.0/24 dev net2", "224.0.0.0/4 dev net1", "default via 10.10.0.1 dev eth0"}
 	if routes := cninode.Routes(t, p.NetNS); !slices.Equal(routes, wantRoutes) {
 		t.Errorf("pod routes %v, want %v", routes, wantRoutes)
 	}

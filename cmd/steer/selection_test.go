@@ -65,7 +65,7 @@ func TestSelectionJSONForm(t *testing.T) {
 	}
 	addrPrefix(t, p, "net3", "192.168.50.")
 	want := []string{"10.10.0.0/24 dev eth0", "192.168.50.0/24 dev net3", "192.168.55.0/24 dev data0",
-		"192.168.60.0/24 dev net2", "default via 192.168.50.1 dev net3"}
+		"192.168.60.0/24 dev net2", "224.0.0.0/4 dev data0", "default via 192.168.50.1 dev net3"}
 	if routes := cninode.Routes(t, p.NetNS); !slices.Equal(routes, want) {
 		t.Errorf("routes %v, want %v", routes, want)
 	}

@@ -202,7 +202,10 @@
 //     in annotation order is chosen; true prefers this network, false never
 //     uses it. A family the primary routes is never touched.
 //   - gateway: next hop for traffic sourced from this interface's address
-//     that matches no learned flow. Default (or ""): the gateway of the
+//     that matches no learned flow, and for the fallback route below: an
+//     address, or a list of one per family ("gateway": ["192.0.2.1",
+//     "2001:db8:2::1"]), for IPAM that gives none (static addresses from the
+//     "ips" element key). Default (or "" or []): the gateways of the
 //     attachment's IPAM result.
 //
 // Unknown policy keys are errors, so that a misspelt key cannot silently

@@ -30,8 +30,8 @@ func ExampleResolvePolicy() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(pol.Steering, pol.Multicast, pol.Gateway)
-	// Output: true [239.1.1.0/24] 192.168.10.254
+	fmt.Println(pol.Steering, pol.Multicast, pol.Gateways)
+	// Output: true [239.1.1.0/24] [192.168.10.254]
 }
 
 func ExampleNetworkConfig() {

@@ -143,6 +143,7 @@ func FuzzParseConf(f *testing.F) {
 func FuzzResolvePolicy(f *testing.F) {
 	f.Add([]byte(`{"type":"macvlan","steer":{"steering":false,"multicast":["239.1.1.0/24","ff0e::1:1/128"],"gateway":"10.0.0.1"}}`), []byte(`{"multicast":[]}`))
 	f.Add([]byte(`{"plugins":[{"type":"a"}]}`), []byte(`{"gateway":"fe80::1","steering":true}`))
+	f.Add([]byte(`{"type":"a","steer":{"gateway":["192.0.2.1","2001:db8:2::1"]}}`), []byte(`{"gateway":[]}`))
 	f.Fuzz(func(t *testing.T, conf, elemSteer []byte) {
 		spec, err := ParsePolicySpec(elemSteer)
 		if err != nil {
@@ -167,8 +168,13 @@ func FuzzResolvePolicy(f *testing.F) {
 			}
 			seen[p] = true
 		}
-		if g := pol.Gateway; g.IsValid() && (g.IsMulticast() || g.IsUnspecified() || g.IsLoopback() || g.Zone() != "" || g.Is4In6()) {
-			t.Fatalf("gateway %v", g)
+		if len(pol.Gateways) > 2 || len(pol.Gateways) == 2 && pol.Gateways[0].Is4() == pol.Gateways[1].Is4() {
+			t.Fatalf("gateways %v: more than one per family", pol.Gateways)
+		}
+		for _, g := range pol.Gateways {
+			if !g.IsValid() || g.IsMulticast() || g.IsUnspecified() || g.IsLoopback() || g.Zone() != "" || g.Is4In6() {
+				t.Fatalf("gateway %v", g)
+			}
 		}
 		if spec != nil && spec.Steering != nil && pol.Steering != *spec.Steering {
 			t.Fatal("element steering override lost")

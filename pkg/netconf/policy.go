@@ -32,10 +32,11 @@ type Policy struct {
 	// and unique. nil means the key was not given, so Steer's default may
 	// apply (see package steering); an empty list means no groups.
 	Multicast []netip.Prefix
-	// Gateway is the next hop for traffic sourced from the interface's
-	// address when no learned flow matches. The zero Addr means the IPAM
-	// gateway of the attachment's result.
-	Gateway netip.Addr
+	// Gateways are the next hops, at most one per address family, for
+	// traffic sourced from the interface's address when no learned flow
+	// matches, and for Steer's fallback route. A family without one uses the
+	// IPAM gateway of the attachment's result.
+	Gateways []netip.Addr
 	// FallbackRoute says whether this interface may carry the pod's default
 	// route of an address family the primary network does not route: nil
 	// lets Steer choose (the first steered secondary with the family), true
@@ -56,8 +57,10 @@ type PolicySpec struct {
 	// network's list; an explicit [] clears it. No omitempty: [] and null
 	// (unset) must survive a round trip through JSON.
 	Multicast []string `json:"multicast"`
-	// Gateway: an IP address; "" restores the IPAM gateway.
-	Gateway *string `json:"gateway,omitempty"`
+	// Gateway: an IP address, or a list of one per family; "" or []
+	// restores the IPAM gateways.
+	// No omitempty: [] (the IPAM gateways) and null (unset) differ.
+	Gateway GatewaySpec `json:"gateway"`
 	// FallbackRoute: see Policy.FallbackRoute. Default: unset.
 	FallbackRoute *bool `json:"fallbackRoute,omitempty"`
 }
@@ -153,11 +156,11 @@ func (s *PolicySpec) apply(p *Policy) error {
 		p.Multicast = groups
 	}
 	if s.Gateway != nil {
-		gw, err := parseGateway(*s.Gateway)
+		gws, err := parseGateways(s.Gateway)
 		if err != nil {
 			return err
 		}
-		p.Gateway = gw
+		p.Gateways = gws
 	}
 	if s.FallbackRoute != nil {
 		v := *s.FallbackRoute
@@ -213,6 +216,55 @@ func parseGroup(s string) (netip.Prefix, error) {
 		return p, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
 	}
 	return p, nil
+}
+
+// GatewaySpec is the "gateway" policy key: one address as a string, or a
+// list of up to one per family (a network with static IPv4 and IPv6
+// addresses has two gateways).
+type GatewaySpec []string
+
+// UnmarshalJSON takes a string or a list of strings; null leaves it unset.
+func (g *GatewaySpec) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		*g = nil
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(data, &one); err == nil {
+		*g = GatewaySpec{one}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("gateway: want an address or a list of addresses")
+	}
+	if list == nil {
+		list = []string{}
+	}
+	*g = list
+	return nil
+}
+
+// parseGateways checks a gateway list: at most one address per family, ""
+// entries ignored. An empty result means the IPAM gateways.
+func parseGateways(list []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, s := range list {
+		gw, err := parseGateway(s)
+		if err != nil {
+			return nil, err
+		}
+		if !gw.IsValid() {
+			continue
+		}
+		for _, o := range out {
+			if o.Is4() == gw.Is4() {
+				return nil, fmt.Errorf("gateway: %s and %s are of the same family; give at most one per family", o, gw)
+			}
+		}
+		out = append(out, gw)
+	}
+	return out, nil
 }
 
 // parseGateway accepts a unicast address usable as a next hop; "" means the

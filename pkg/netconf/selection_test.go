@@ -81,7 +81,7 @@ func TestParseNetworkSelectionJSONFields(t *testing.T) {
 		CNIArgs: map[string]any{"vlan": json.Number("10"), "big": json.Number("123456789012345678901234567890"),
 			"s": "x"},
 		InfinibandGUID: "c2:11:22:33:44:55:66:77", DeviceID: "0000:03:00.1",
-		Steer: &PolicySpec{Steering: &f, Multicast: []string{"239.1.1.0/24"}, Gateway: &gw},
+		Steer: &PolicySpec{Steering: &f, Multicast: []string{"239.1.1.0/24"}, Gateway: GatewaySpec{gw}},
 	}
 	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)

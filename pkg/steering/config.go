@@ -51,7 +51,7 @@ func buildPlan(atts []Attachment) (plan, error) {
 			Pin:     !a.Primary && a.Policy.Steering,
 		}
 		setAddresses(&itf, a, l)
-		if gw := a.Policy.Gateway; gw.IsValid() {
+		for _, gw := range a.Policy.Gateways {
 			if gw.Is4() {
 				itf.Gateway4 = gw
 			} else {
