@@ -8,9 +8,10 @@ package datapath
 //
 //	go test ./pkg/datapath -run '^$' -bench . -benchtime 2000000x
 //
-// Repeats reuse the skb, so what a program writes persists: a pinned reply has its MACs
-// rewritten every run, but its source address only on the first (use TCP, whose source is
-// never rewritten, as the steady state).
+// Repeats reuse the skb, so what a program writes persists. A pinned reply's mark would turn
+// every other run into the mark test of the interface it is sent to, so BenchmarkEgressPinnedReply
+// runs each pass on a fresh skb (benchRunFresh: one run per call, cache-cold, so its figures are
+// not comparable with the repeat loops'); its TCP reply keeps its source, as a steady state does.
 //
 // Each run also measures a trivial program of the same type (return TC_ACT_OK / XDP_PASS) on
 // the same frame the same way; ns/pkt is the program's own cost, the test_run overhead
