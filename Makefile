@@ -15,10 +15,10 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
-deps: apt kube-binaries cni-plugins tools
+deps: apt kube-binaries cni-plugins multus tools
 	@$(GO) mod download
 
 apt:
@@ -33,6 +33,10 @@ kube-binaries:
 
 cni-plugins:
 	@hack/install-cni-plugins.sh
+
+# Multus, the peer of benchmarks/cni
+multus:
+	@hack/install-multus.sh
 
 tools: $(STATICCHECK)
 $(STATICCHECK):

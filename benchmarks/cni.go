@@ -35,7 +35,8 @@ func runCNI(ctx context.Context, quick bool, log *slog.Logger) *report.CNI {
 		return &report.CNI{Command: "go " + strings.Join(args, " "), Err: "skipped with -quick (a command of unknown length)"}
 	}
 	log.Info("CNI ADD/DEL", "command", "go "+strings.Join(args, " "))
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	// Four paths and the direct delegates, 30 pods each per row: ~2-4 min on a shared 2-CPU VM.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	var out bytes.Buffer

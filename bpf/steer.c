@@ -237,7 +237,10 @@ static __always_inline int pin_reply(struct __sk_buff *skb, struct pkt *p, __u32
 	}
 	count(slot, STEER_REASON_PINNED, skb_field(skb, len));
 	if (here)
-		return TC_ACT_OK;
+		return TC_ACT_OK; /* no mark: it leaves now, and the pod may read skb->mark */
+	/* Finished here: the target's egress program passes it on the mark alone (and clears it)
+	 * instead of parsing and looking it up again. */
+	skb_field(skb, mark) |= steer_loop_mark;
 	return bpf_redirect(steer_ifaces[slot].ifindex, 0);
 }
 
@@ -281,7 +284,7 @@ int steer_egress(struct __sk_buff *skb)
 	__u32 cur = iface_slot(skb_field(skb, ifindex));
 
 	if (skb_field(skb, mark) & steer_loop_mark) {
-		skb_field(skb, mark) &= ~steer_loop_mark; /* a copy Steer sent here */
+		skb_field(skb, mark) &= ~steer_loop_mark; /* a copy or a reply Steer sent here */
 		goto pass;
 	}
 	switch (eth_family(skb_data(skb), skb_data_end(skb))) {

@@ -2,10 +2,13 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +35,16 @@ const maxSecondaries = 3
 
 type sample struct{ add, del []time.Duration }
 
+// multusVersion is the Multus release measured next to steer; hack/install-multus.sh builds it.
+const multusVersion = "v4.3.0"
+
+// path is one way of attaching a pod measured against the delegates run directly.
+type path struct {
+	name, about string
+	conf        []byte
+	api         bool // secondaries from the pod's annotation; else defaultNetworks in confDir
+}
+
 func BenchmarkCNI(b *testing.B) {
 	n := cninode.NewNode(b)
 	namespace := kubetest.Namespace(b)
@@ -48,55 +61,156 @@ func BenchmarkCNI(b *testing.B) {
 		n.CreateNAD(b, namespace, name, c)
 		n.WriteConfFile(b, fmt.Sprintf("20-%s.conf", name), c)
 	}
+	multus := multusConf(b, n, cluster)
+	// Multus logs every event it posts to stderr: kept out of the tables, shown on failure.
+	stderr, err := os.Create(filepath.Join(n.Dir, "plugins.stderr"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stderr.Close()
+	n.SetPluginStderr(stderr)
+	b.Cleanup(func() {
+		if b.Failed() {
+			if out, err := os.ReadFile(stderr.Name()); err == nil {
+				b.Logf("plugins' stderr:\n%s", out)
+			}
+		}
+	})
 	runner := delegate.NewRunner([]string{n.BinDir}, b.TempDir(), nil)
 	// Production-like logging: info, to a file only.
 	base := map[string]any{"clusterNetwork": clusterPath, "logLevel": "info", "apiTimeout": "60s"}
-	for _, m := range []struct {
-		name, about string
-		conf        map[string]any
-		api         bool // secondaries from the pod's annotation; else defaultNetworks in confDir
-	}{
-		{"noapi", "no apiserver: secondaries are defaultNetworks in confDir, steering off (process and engine cost)",
-			map[string]any{"kubeconfig": nil, "steering": false}, false},
-		{"plain", "thin mode: pod, NADs and network-status through the apiserver, steering off (what Multus does)",
-			map[string]any{"steering": false}, true},
-		{"steering", "thin mode with eBPF steering attached",
-			map[string]any{"steering": true}, true},
-	} {
-		fmt.Printf("\n%s: %s\nlatency in ms, %d pods per row, %d CPUs\n", m.name, m.about, *iterations, nproc())
-		fmt.Printf("%-12s %-18s %-18s %-10s %-18s %-18s %-10s\n", "secondaries", "steer ADD p50/p99", "direct ADD p50/p99", "overhead", "steer DEL p50/p99", "direct DEL p50/p99", "overhead")
+	steerPath := func(name, about string, extra map[string]any, api bool) path {
+		c := maps.Clone(base)
+		maps.Copy(c, extra)
+		return path{name: name, about: about, conf: n.Conf(b, c), api: api}
+	}
+	paths := []path{
+		steerPath("noapi", "no apiserver: secondaries are defaultNetworks in confDir, steering off (process and engine cost)",
+			map[string]any{"kubeconfig": nil, "steering": false}, false),
+		steerPath("plain", "thin mode: pod, NADs and network-status through the apiserver, steering off (what Multus does)",
+			map[string]any{"steering": false}, true),
+		steerPath("steering", "thin mode with eBPF steering attached", map[string]any{"steering": true}, true),
+		{name: "multus", about: "Multus " + multusVersion + " thin plugin, same delegates, NADs and kubeconfig", conf: multus, api: true},
+	}
+	// Every path and the direct delegates are measured pod after pod, interleaved (the order
+	// rotating), so drift on a shared machine hits them alike.
+	samples := make([][]sample, len(paths)) // [path][k]
+	for i := range samples {
+		samples[i] = make([]sample, maxSecondaries+1)
+	}
+	direct := make([]sample, maxSecondaries+1)
+	for k := 0; k <= maxSecondaries; k++ {
+		nets := make([]string, k)
+		for i := range nets {
+			nets[i] = fmt.Sprintf("net-%d", i+1)
+		}
+		for it := 0; it < *iterations; it++ {
+			for j := range paths {
+				i := (it + j) % len(paths)
+				p := paths[i]
+				conf, annotation := p.conf, strings.Join(nets, ",")
+				if !p.api {
+					conf, annotation = withDefaultNetworks(b, conf, nets), ""
+				}
+				podOnce(b, n, namespace, fmt.Sprintf("%s-k%d-%d", p.name, k, it), annotation, conf, &samples[i][k])
+			}
+			directOnce(b, n, runner, append([][]byte{cluster}, secondaries[:k]...), &direct[k])
+		}
+	}
+	mi := len(paths) - 1 // Multus
+	for i, p := range paths {
+		fmt.Printf("\n%s: %s\nlatency in ms, %d pods per row, %d CPUs", p.name, p.about, *iterations, nproc())
+		vs := i != mi
+		if vs {
+			fmt.Print("; vs multus: this overhead over Multus' (same k, same run)")
+		}
+		fmt.Printf("\n%-12s %-18s %-18s %-10s", "secondaries", "ADD p50/p99", "direct ADD p50/p99", "overhead")
+		if vs {
+			fmt.Printf(" %-10s", "vs multus")
+		}
+		fmt.Printf(" %-18s %-18s %-10s", "DEL p50/p99", "direct DEL p50/p99", "overhead")
+		if vs {
+			fmt.Printf(" %-10s", "vs multus")
+		}
+		fmt.Println()
 		for k := 0; k <= maxSecondaries; k++ {
-			nets := make([]string, k)
-			for i := range nets {
-				nets[i] = fmt.Sprintf("net-%d", i+1)
+			s, d, m := samples[i][k], direct[k], samples[mi][k]
+			addOver, delOver := overhead(s.add, d.add), overhead(s.del, d.del)
+			fmt.Printf("%-12d %-18s %-18s %-10s", k, pct(s.add), pct(d.add), fmt.Sprintf("%+.0f%%", addOver))
+			if vs {
+				fmt.Printf(" %-10s", ratio(s.add, m.add, d.add))
 			}
-			extra := maps.Clone(base)
-			maps.Copy(extra, m.conf)
-			annotation := strings.Join(nets, ",")
-			if !m.api {
-				extra["defaultNetworks"], annotation = nets, ""
+			fmt.Printf(" %-18s %-18s %-10s", pct(s.del), pct(d.del), fmt.Sprintf("%+.0f%%", delOver))
+			if vs {
+				fmt.Printf(" %-10s", ratio(s.del, m.del, d.del))
 			}
-			conf := n.Conf(b, extra)
-			var steer, direct sample
-			for it := 0; it < *iterations; it++ {
-				// Interleaved, so drift on a shared machine hits both paths alike.
-				steerOnce(b, n, namespace, fmt.Sprintf("%s-k%d-%d", m.name, k, it), annotation, conf, &steer)
-				directOnce(b, n, runner, append([][]byte{cluster}, secondaries[:k]...), &direct)
-			}
-			addOver := overhead(steer.add, direct.add)
-			delOver := overhead(steer.del, direct.del)
-			fmt.Printf("%-12d %-18s %-18s %-10s %-18s %-18s %-10s\n", k,
-				pct(steer.add), pct(direct.add), fmt.Sprintf("%+.0f%%", addOver),
-				pct(steer.del), pct(direct.del), fmt.Sprintf("%+.0f%%", delOver))
-			b.ReportMetric(addOver, fmt.Sprintf("add-overhead-%%-%s-%dnets", m.name, k))
-			b.ReportMetric(delOver, fmt.Sprintf("del-overhead-%%-%s-%dnets", m.name, k))
+			fmt.Println()
+			b.ReportMetric(addOver, fmt.Sprintf("add-overhead-%%-%s-%dnets", p.name, k))
+			b.ReportMetric(delOver, fmt.Sprintf("del-overhead-%%-%s-%dnets", p.name, k))
 		}
 	}
 	n.AssertClean(b)
 }
 
-// steerOnce attaches one pod through steer and detaches it.
-func steerOnce(b *testing.B, n *cninode.Node, namespace, name, networks string, conf []byte, s *sample) {
+// withDefaultNetworks is a steer configuration with nets as its defaultNetworks.
+func withDefaultNetworks(b *testing.B, conf []byte, nets []string) []byte {
+	var c map[string]any
+	if err := json.Unmarshal(conf, &c); err != nil {
+		b.Fatal(err)
+	}
+	c["defaultNetworks"] = nets
+	out, err := json.Marshal(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// multusConf builds Multus (hack/install-multus.sh, cached), links it into the node's bin dir
+// and returns its thin-plugin configuration: the node's kubeconfig, delegates and bin dir, and
+// the cluster network as a directory holding only cluster. A directory, because Multus re-encodes
+// a .conflist path through structs that drop fields, so its DEL of the cluster network fails.
+func multusConf(b *testing.B, n *cninode.Node, cluster []byte) []byte {
+	b.Helper()
+	cmd := exec.Command("../../hack/install-multus.sh")
+	cmd.Env = append(os.Environ(), "MULTUS_VERSION="+multusVersion)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("install Multus: %v\n%s", err, out)
+	}
+	cache := os.Getenv("STEER_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cache = filepath.Join(home, ".cache", "steer")
+	}
+	bin := filepath.Join(n.BinDir, "multus")
+	if err := os.Symlink(filepath.Join(cache, "multus", multusVersion, "multus"), bin); err != nil && !os.IsExist(err) {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(n.Dir, "multus-cluster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "10-cbr0.conflist"), cluster, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	conf, err := json.Marshal(map[string]any{
+		"cniVersion": "1.1.0", "name": "multus-cni-network", "type": "multus",
+		"kubeconfig": n.Kubeconfig, "clusterNetwork": dir, "confDir": n.ConfDir, "binDir": n.BinDir,
+		"cniDir": filepath.Join(n.Dir, "cni-multus"),
+		// Quieter than steer's info: Multus is not charged for logging steer does.
+		"logFile": filepath.Join(n.Dir, "multus.log"), "logLevel": "error",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return conf
+}
+
+// podOnce attaches one pod through the plugin conf names (steer or Multus) and detaches it.
+func podOnce(b *testing.B, n *cninode.Node, namespace, name, networks string, conf []byte, s *sample) {
 	ann := map[string]string{}
 	if networks != "" {
 		ann[k8s.NetworksAnnotation] = networks
@@ -113,12 +227,12 @@ func steerOnce(b *testing.B, n *cninode.Node, namespace, name, networks string, 
 	p := &cninode.Pod{Namespace: namespace, Name: name, UID: string(pod.UID), ContainerID: "s" + nstest.Suffix() + nstest.Suffix(), NetNS: netns}
 	start := time.Now()
 	if _, err := n.Add(b, p, conf); err != nil {
-		b.Fatal(err)
+		b.Fatalf("ADD %s: %v", name, err)
 	}
 	s.add = append(s.add, time.Since(start))
 	start = time.Now()
 	if err := n.Del(b, p, conf, false); err != nil {
-		b.Fatal(err)
+		b.Fatalf("DEL %s: %v", name, err)
 	}
 	s.del = append(s.del, time.Since(start))
 }
@@ -193,6 +307,16 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseco
 
 func pct(d []time.Duration) string {
 	return ms(percentile(d, 0.50)) + " / " + ms(percentile(d, 0.99))
+}
+
+// ratio is the overhead of s (p50 over direct's) as a multiple of m's, "n/a" when m has none.
+func ratio(s, m, direct []time.Duration) string {
+	d := percentile(direct, 0.5)
+	so, mo := percentile(s, 0.5)-d, percentile(m, 0.5)-d
+	if mo <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", float64(so)/float64(mo))
 }
 
 // overhead is steer's p50 over the delegates' own p50, in percent.

@@ -53,9 +53,9 @@ struct steer_group {
 volatile const struct steer_iface steer_ifaces[STEER_MAX_IFACES];
 volatile const struct steer_group steer_groups[STEER_MAX_GROUPS];
 
-/* steer_loop_mark marks the copies Steer itself sends, so the egress program of the interface
- * they are sent to passes them instead of steering them again. One bit of skb->mark, cleared
- * there; the loader can move it when the pod's own software uses that bit. */
+/* steer_loop_mark marks the copies and pinned replies Steer itself sends, so the egress program
+ * of the interface they are sent to passes them instead of steering them again. One bit of
+ * skb->mark, cleared there; the loader can move it when the pod's own software uses that bit. */
 volatile const __u32 steer_loop_mark = 0x00200000;
 
 /* load_addr copies a configured address: the configuration is volatile (so the compiler keeps

@@ -299,9 +299,64 @@ func TestProgRunEgressLoopMark(t *testing.T) {
 
 				if tc.bit != defaultMark { // the default bit is an ordinary mark bit now
 					r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, progrun.Skb{Mark: defaultMark})
-					if r.ret != tcRedirect || r.mark != defaultMark {
+					if r.ret != tcRedirect || r.mark != defaultMark|tc.bit {
 						t.Errorf("default bit with a configured mark: verdict %d mark %#x", r.ret, r.mark)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestProgRunEgressPinnedLoopMark: a reply redirected to its flow's interface carries the loop
+// mark on top of the pod's own bits, so that interface's egress program passes it on the mark
+// alone and clears it; a reply fixed in place (TC_ACT_OK) leaves without it.
+func TestProgRunEgressPinnedLoopMark(t *testing.T) {
+	const podBits = 0x1001
+	for _, tc := range []struct {
+		name     string
+		loopMark uint32 // Config.LoopMark
+		bit      uint32 // the bit the program uses
+	}{
+		{"default", 0, 0x00200000},
+		{"configured", 0x4, 0x4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := prSetup(t, func(c *Config) { c.LoopMark = tc.loopMark })
+			for _, v6 := range []bool{false, true} {
+				for _, proto := range []string{"tcp", "udp"} {
+					name := prFamilyName(v6) + "/" + proto
+					e.reset()
+					e.ingress(prA, prRequest(prA, v6, prL4(proto, 40000, 8080, false)))
+					src := prAddr(prA, v6)
+					if proto == "udp" {
+						src = prAddr(prPrimary, v6) // rewritten on the way
+					}
+					in := prReply(prPrimary, v6, src, prL4(proto, 8080, 40000, true), "pinned")
+					r := e.tc(e.objs.SteerEgress, e.index[prPrimary], in, progrun.Skb{Mark: podBits})
+					if r.ret != tcRedirect || r.mark != podBits|tc.bit {
+						t.Fatalf("%s redirected: verdict %d mark %#x, want TC_ACT_REDIRECT and %#x", name, r.ret, r.mark, podBits|tc.bit)
+					}
+					// What A's egress program sees next: passed as it is, the pod's bits kept.
+					sent := r.out
+					r = e.tc(e.objs.SteerEgress, e.index[prA], sent, progrun.Skb{Mark: r.mark})
+					if r.ret != tcOK || r.mark != podBits {
+						t.Errorf("%s on A: verdict %d mark %#x, want TC_ACT_OK and %#x", name, r.ret, r.mark, podBits)
+					}
+					prUnchanged(t, sent, r.out)
+					e.expectCounters(map[prCount]uint64{
+						{prA, steerSteerReasonSTEER_REASON_LEARNED}: 1,
+						{prA, steerSteerReasonSTEER_REASON_PINNED}:  1,
+						{prA, steerSteerReasonSTEER_REASON_PASSED}:  1,
+					})
+				}
+				// Fixed in place on A: it leaves now, so no mark.
+				e.reset()
+				e.ingress(prA, prRequest(prA, v6, prL4("udp", 40000, 53, false)))
+				in := prReply(prA, v6, prAddr(prPrimary, v6), prL4("udp", 53, 40000, true), "in place")
+				r := e.tc(e.objs.SteerEgress, e.index[prA], in, progrun.Skb{Mark: podBits})
+				if r.ret != tcOK || r.mark != podBits {
+					t.Errorf("%s in place: verdict %d mark %#x, want TC_ACT_OK and %#x", prFamilyName(v6), r.ret, r.mark, podBits)
 				}
 			}
 		})

@@ -39,6 +39,10 @@ type kase struct {
 	want    row
 	// flows: the cost depends on the flow table (a lookup); multicast does none.
 	flows bool
+	// passes is how many egress runs the packet takes (0: one). A pinned reply takes two: the
+	// redirect, then the loop-mark test of its new interface's program. A repeat loop keeps the
+	// skb, mark included, so it alternates the two as the packet would.
+	passes int
 }
 
 type row struct {
@@ -119,10 +123,10 @@ func cases() []kase {
 			kase{name: "primary-path miss", family: f, hook: tcEgress, slot: slotEth0, flows: true,
 				frame:   out(slotEth0, eth0, pick(v6, peer4, peer6), ack(50000, tcpPort)),
 				verdict: tcOK, want: row{slotEth0, datapath.ReasonPassed}},
-			kase{name: "pinned reply (TCP)", family: f, hook: tcEgress, slot: slotEth0, flows: true,
+			kase{name: "pinned reply (TCP)", family: f, hook: tcEgress, slot: slotEth0, flows: true, passes: 2,
 				frame:   out(slotEth0, net1, remote, ack(tcpPort, clientPort)),
 				verdict: tcRedirect, want: row{slotNet1, datapath.ReasonPinned}},
-			kase{name: "pinned reply (UDP, source rewritten)", family: f, hook: tcEgress, slot: slotEth0, flows: true,
+			kase{name: "pinned reply (UDP, source rewritten)", family: f, hook: tcEgress, slot: slotEth0, flows: true, passes: 2,
 				frame:   out(slotEth0, eth0, remote, &packet.UDP{SrcPort: udpPort, DstPort: udpClient}),
 				verdict: tcRedirect, want: row{slotNet1, datapath.ReasonPinned}},
 			kase{name: "source steering", family: f, hook: tcEgress, slot: slotEth0, flows: true,

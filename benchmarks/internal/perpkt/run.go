@@ -135,7 +135,7 @@ func (r *Results) table(ctx context.Context, e *env, cs []kase, t TableSize, fir
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", c.name, c.family, err)
 			}
-			costs[i] = append(costs[i], float64(v))
+			costs[i] = append(costs[i], r.perPacket(c, v))
 		}
 	}
 	for i := range cs {
@@ -144,6 +144,15 @@ func (r *Results) table(ctx context.Context, e *env, cs []kase, t TableSize, fir
 		}
 	}
 	return r.cold(e, objs, t)
+}
+
+// perPacket turns a case's ns per run into ns per packet: the runs of all its passes, with the
+// harness floor counted once, as for a single-pass case.
+func (r *Results) perPacket(c kase, perRun uint32) float64 {
+	if c.passes < 2 {
+		return float64(perRun)
+	}
+	return float64(c.passes)*float64(perRun) - float64(c.passes-1)*r.Floor[string(c.hook)].Median
 }
 
 func progOf(objs *datapath.Objects, h hook) *ebpf.Program {

@@ -18,7 +18,9 @@ func perPacket(b *strings.Builder, r *Report) {
 		"The programs run inside a namespace whose veths are the pod's eth0, net1 and net2, so they find their "+
 		"interface as they do when attached. A repeat loop runs one packet, so its flow and hash bucket stay in "+
 		"the CPU caches; the cold lookups below show the cost at scale. The *harness floor* (a no-op program) "+
-		"is the test loop's own cost per run, included in every figure.\n\n", res.Repeat, res.Rounds)
+		"is the test loop's own cost per run, included once in every figure. A pinned reply's figure is both "+
+		"egress runs its packet takes, the redirect and then the loop-mark test of net1's program, which a repeat "+
+		"loop alternates.\n\n", res.Repeat, res.Rounds)
 	var tables []string
 	for _, t := range res.Tables {
 		tables = append(tables, fmt.Sprintf("%s: %d flows (capacity %d)", t.Label, t.Entries, t.Capacity))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,6 +49,7 @@ type Node struct {
 	runtimeCache string
 	cni          *libcni.CNIConfig
 	exec         invoke.Exec
+	raw          *invoke.RawExec
 }
 
 // NewNode makes a node namespace with links eth1 and eth2, temp CNI directories and an
@@ -100,7 +102,8 @@ func NewNode(t testing.TB) *Node {
 	if n.NADs, nerr = k8s.NewNADClientForConfig(cluster.RESTConfig()); nerr != nil {
 		t.Fatal(nerr)
 	}
-	n.exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	n.raw = &invoke.RawExec{Stderr: os.Stderr}
+	n.exec = &invoke.DefaultExec{RawExec: n.raw, PluginDecoder: version.PluginDecoder{}}
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{n.BinDir}, n.runtimeCache, n.exec)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -111,6 +114,10 @@ func NewNode(t testing.TB) *Node {
 	})
 	return n
 }
+
+// SetPluginStderr sends the stderr of the plugins the node runs to w (os.Stderr by default).
+// Not safe while a verb runs.
+func (n *Node) SetPluginStderr(w io.Writer) { n.raw.Stderr = w }
 
 // Conf returns a steer configuration for this node: its directories, kubeconfig and pin root,
 // debug logging to LogFile only, cniVersion 1.1.0, and the keys of extra on top (a nil value
