@@ -7,8 +7,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,24 +16,37 @@ import (
 // Besides a clearer error than the delegate's, it keeps the rollback from deleting an
 // interface this ADD did not create.
 func checkNamesFree(netnsPath string, atts []*attachment) error {
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		for _, a := range atts {
-			_, err := netlink.LinkByName(a.ifName)
-			var notFound netlink.LinkNotFoundError
-			switch {
-			case err == nil:
-				return cniError(types.ErrInvalidNetworkConfig, "network %q: interface %q already exists in the pod network namespace", a.network, a.ifName)
-			case !errors.As(err, &notFound):
-				return fmt.Errorf("look up interface %q: %w", a.ifName, err)
-			}
-		}
-		return nil
-	})
-	var nsErr ns.NSPathNotExistErr
-	if errors.As(err, &nsErr) {
-		return cniError(types.ErrInvalidNetNS, "CNI_NETNS %q: %v", netnsPath, err)
+	h, err := podNetlink(netnsPath)
+	if err != nil {
+		return err
 	}
-	return err
+	defer h.Close()
+	for _, a := range atts {
+		_, err := h.LinkByName(a.ifName)
+		var notFound netlink.LinkNotFoundError
+		switch {
+		case err == nil:
+			return cniError(types.ErrInvalidNetworkConfig, "network %q: interface %q already exists in the pod network namespace", a.network, a.ifName)
+		case !errors.As(err, &notFound):
+			return fmt.Errorf("look up interface %q: %w", a.ifName, err)
+		}
+	}
+	return nil
+}
+
+// podNetlink opens a netlink handle bound to the pod's network namespace, so the engine's
+// work there needs no goroutine locked into it. A missing namespace is CNI code 4.
+func podNetlink(netnsPath string) (*netlink.Handle, error) {
+	nsh, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return nil, cniError(types.ErrInvalidNetNS, "CNI_NETNS %q: %v", netnsPath, err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in CNI_NETNS %q: %w", netnsPath, err)
+	}
+	return h, nil
 }
 
 // applyDefaultRoutes moves the default route of each address family some attachment asked
@@ -54,16 +67,15 @@ func applyDefaultRoutes(netnsPath string, atts []*attachment) error {
 	if len(chosen) == 0 {
 		return nil
 	}
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		for _, c := range chosen {
-			if err := replaceDefaultRoute(c.att.ifName, c.gw); err != nil {
-				return fmt.Errorf("network %q: default route via %s: %w", c.att.network, c.gw, err)
-			}
-		}
-		return nil
-	})
+	h, err := podNetlink(netnsPath)
 	if err != nil {
 		return err
+	}
+	defer h.Close()
+	for _, c := range chosen {
+		if err := replaceDefaultRoute(h, c.att.ifName, c.gw); err != nil {
+			return fmt.Errorf("network %q: default route via %s: %w", c.att.network, c.gw, err)
+		}
 	}
 	for _, c := range chosen {
 		for _, a := range atts {
@@ -77,9 +89,9 @@ func applyDefaultRoutes(netnsPath string, atts []*attachment) error {
 	return nil
 }
 
-// replaceDefaultRoute runs inside the pod netns.
-func replaceDefaultRoute(ifName string, gw net.IP) error {
-	link, err := netlink.LinkByName(ifName)
+// replaceDefaultRoute works through h, bound to the pod netns.
+func replaceDefaultRoute(h *netlink.Handle, ifName string, gw net.IP) error {
+	link, err := h.LinkByName(ifName)
 	if err != nil {
 		return err
 	}
@@ -87,18 +99,18 @@ func replaceDefaultRoute(ifName string, gw net.IP) error {
 	if gw.To4() != nil {
 		family = netlink.FAMILY_V4
 	}
-	routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
 		if isDefault(r.Dst) {
-			if err := netlink.RouteDel(&r); err != nil {
+			if err := h.RouteDel(&r); err != nil {
 				return fmt.Errorf("delete default route %s: %w", r, err)
 			}
 		}
 	}
-	return netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultDst(gw), Gw: gw})
+	return h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultDst(gw), Gw: gw})
 }
 
 func defaultDst(gw net.IP) *net.IPNet {
