@@ -19,9 +19,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/internal/testutil/packet"
 	"github.com/steernet/steer/internal/testutil/progrun"
 )
@@ -110,25 +110,13 @@ func (e *prEnv) in(t *testing.T) *prEnv {
 
 func prSkipUnlessRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("BPF_PROG_TEST_RUN with namespaces needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
-	}
+	nstest.RequireRoot(t) // and skipped under -short (make unit)
 }
 
 // prNewNS makes a namespace removed when the test ends, however it ends.
 func prNewNS(t testing.TB) ns.NetNS {
 	t.Helper()
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		if err := testutils.UnmountNS(n); err != nil {
-			t.Errorf("remove netns %s: %v", n.Path(), err)
-		}
-	})
-	return n
+	return nstest.NewNS(t)
 }
 
 // prSetup builds the pod: links p0..p2 (peers h0..h2 in the peer namespace) configured as the
