@@ -133,24 +133,29 @@ func (e *Engine) Check(ctx context.Context, conf *netconf.Conf, args *skel.CmdAr
 			return r.fail(withCode(types.ErrInternal, fmt.Sprintf("network %q (%s)", a.Network, a.IfName), err))
 		}
 	}
-	if err := e.dp.Check(ctx, r.containerID, r.netns, cachedDataplaneAttachments(entry.Attachments)); err != nil {
+	atts, ok := cachedDataplaneAttachments(entry.Attachments)
+	if !ok {
+		// Attached by a Steer that cached no policies: what it set up cannot be derived again.
+		r.log.Info("CHECK: the cache predates cached policies; dataplane not checked")
+		return nil
+	}
+	if err := e.dp.Check(ctx, r.containerID, r.netns, atts); err != nil {
 		return r.fail(cniError(types.ErrInternal, "CHECK: steering: %v", err))
 	}
 	return nil
 }
 
-// cachedDataplaneAttachments is what the dataplane got at ADD, from the cache. An entry
-// written before policies were cached gets the default policy.
-func cachedDataplaneAttachments(cached []cachedAttachment) []steering.Attachment {
+// cachedDataplaneAttachments is what the dataplane got at ADD, from the cache; false when an
+// attachment's policy was not cached.
+func cachedDataplaneAttachments(cached []cachedAttachment) ([]steering.Attachment, bool) {
 	out := make([]steering.Attachment, len(cached))
 	for i, a := range cached {
-		pol := netconf.DefaultPolicy()
-		if a.Policy != nil {
-			pol = *a.Policy
+		if a.Policy == nil {
+			return nil, false
 		}
-		out[i] = steering.Attachment{IfName: a.IfName, Network: a.Network, Primary: a.Primary, Result: a.Result, Policy: pol}
+		out[i] = steering.Attachment{IfName: a.IfName, Network: a.Network, Primary: a.Primary, Result: a.Result, Policy: *a.Policy}
 	}
-	return out
+	return out, true
 }
 
 func netnsExists(path string) bool {

@@ -149,6 +149,22 @@ func TestCheck(t *testing.T) {
 	if te := cniCode(t, err); te.Code != types.ErrInternal || !strings.Contains(te.Msg+te.Details, "egress program on net1") {
 		t.Errorf("CHECK with the dataplane broken = %v", err)
 	}
+	// A cache written before policies were cached: the dataplane cannot be derived, so only the
+	// delegates are checked.
+	store := cacheStore{dir: conf.CNIDir}
+	entry, err := store.read("cid1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range entry.Attachments {
+		entry.Attachments[i].Policy = nil
+	}
+	if err := store.write(entry); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eng.Check(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Errorf("CHECK of an older cache entry = %v", err)
+	}
 	e.dp.checkErr = nil
 	e.exec.fail["macvlan CHECK net2"] = true
 	if err := e.eng.Check(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err == nil || !strings.Contains(err.Error(), `"ns1/b" (net2)`) {
