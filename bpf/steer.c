@@ -271,6 +271,8 @@ static __always_inline int egress_ip(struct __sk_buff *skb, __u32 cur, const __u
 	}
 	if (src < STEER_MAX_IFACES) {
 		count(src, STEER_REASON_SOURCE, skb_field(skb, len));
+		/* As for a pinned reply: the target's egress program passes it on the mark alone. */
+		skb_field(skb, mark) |= steer_loop_mark;
 		return redirect_source(src, family);
 	}
 pass:

@@ -392,6 +392,10 @@ func TestProgRunEgressSource(t *testing.T) {
 					if r.ret != tc.want {
 						t.Errorf("from slot %d's address on slot %d: verdict %d, want %d", tc.src, tc.cur, r.ret, tc.want)
 					}
+					// Redirected, it carries the loop mark: the target's egress passes it on that alone.
+					if marked := r.mark&0x00200000 != 0; marked != (tc.want == tcRedirect) {
+						t.Errorf("from slot %d's address on slot %d: mark %#x", tc.src, tc.cur, r.mark)
+					}
 					prUnchanged(t, in, r.out)
 				}
 				e.expectCounters(map[prCount]uint64{
