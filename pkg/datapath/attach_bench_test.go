@@ -36,4 +36,3 @@ func BenchmarkAttachDetach0Secondaries(b *testing.B) { benchmarkAttachDetach(b, 
 func BenchmarkAttachDetach1Secondaries(b *testing.B) { benchmarkAttachDetach(b, 1) }
 func BenchmarkAttachDetach2Secondaries(b *testing.B) { benchmarkAttachDetach(b, 2) }
 func BenchmarkAttachDetach3Secondaries(b *testing.B) { benchmarkAttachDetach(b, 3) }
-
