@@ -47,6 +47,16 @@
 //
 // CHECK runs every cached attachment's CHECK (delegates older than CNI 0.4.0 have none).
 //
+// Pods that Multus attached before Steer replaced it have no Steer cache. DEL, CHECK and GC
+// then read Multus' file for the container (multusCNIDir/<containerID>, the delegate list
+// Multus v3/v4 save at ADD) and run it as Multus' DEL would: last delegate to first, the first
+// on CNI_IFNAME, the others on their requested name or net<index>, Multus' CNI_ARGS order,
+// the runtime's runtimeConfig plus the cached ips, mac, infinibandGUID and deviceID on all but
+// the first, and libcni's cache in multusCNIDir (where Multus' results, the prevResult, are).
+// The file goes afterwards, or stays whole under retryDeleteOnError when a delegate failed.
+// No steering is detached or checked: Multus set none up. GC keeps such a pod when the runtime
+// lists its container ID (Multus caches no CNI_IFNAME) and deletes it otherwise.
+//
 // GC gets the runtime's valid attachments. Every cached container that is not valid is
 // deleted as DEL would (an ADD in progress, i.e. an incomplete cache younger than
 // addGrace, is left alone). Then GC goes to the cluster network and to every delegate

@@ -11,11 +11,13 @@ import (
 
 // Defaults of the plugin configuration.
 const (
-	DefaultConfDir    = "/etc/cni/multus/net.d"
-	DefaultCNIDir     = "/var/lib/cni/steer"
-	DefaultBinDir     = "/opt/cni/bin"
-	DefaultNamespace  = "kube-system"
-	DefaultAPITimeout = 10 * time.Second
+	DefaultConfDir = "/etc/cni/multus/net.d"
+	DefaultCNIDir  = "/var/lib/cni/steer"
+	// DefaultMultusCNIDir is Multus' own default cniDir, where it caches pods it attached.
+	DefaultMultusCNIDir = "/var/lib/cni/multus"
+	DefaultBinDir       = "/opt/cni/bin"
+	DefaultNamespace    = "kube-system"
+	DefaultAPITimeout   = 10 * time.Second
 	// DefaultDelegateTimeout bounds one delegate network's verb: long enough for slow IPAM,
 	// short enough that a hung plugin fails the ADD well before the kubelet gives up.
 	DefaultDelegateTimeout = time.Minute
@@ -39,6 +41,9 @@ type Conf struct {
 	ConfDir string
 	CNIDir  string
 	BinDir  string
+	// MultusCNIDir is where Multus cached the pods it attached, for DEL, CHECK and GC of
+	// pods created before Steer replaced it.
+	MultusCNIDir string
 
 	LogFile     string
 	LogLevel    string // lower case; "" leaves the logger's default
@@ -120,6 +125,7 @@ func ParseConf(data []byte) (*Conf, error) {
 	c := &Conf{
 		ConfDir:          DefaultConfDir,
 		CNIDir:           DefaultCNIDir,
+		MultusCNIDir:     DefaultMultusCNIDir,
 		BinDir:           DefaultBinDir,
 		LogToStderr:      true,
 		GlobalNamespaces: []string{"default"},
@@ -142,6 +148,7 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"kubeconfig", &c.Kubeconfig}, {"clusterNetwork", &c.ClusterNetwork},
 		{"defaultNetworks", &c.DefaultNetworks}, {"delegates", &c.Delegates},
 		{"confDir", &c.ConfDir}, {"cniDir", &c.CNIDir}, {"binDir", &c.BinDir},
+		{"multusCNIDir", &c.MultusCNIDir},
 		{"logFile", &c.LogFile}, {"logLevel", &c.LogLevel}, {"logToStderr", &c.LogToStderr},
 		{"namespaceIsolation", &c.NamespaceIsolation}, {"globalNamespaces", &globalNS},
 		{"systemNamespaces", &c.SystemNamespaces},
@@ -268,7 +275,7 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 	for _, d := range []struct {
 		val *string
 		def string
-	}{{&c.ConfDir, DefaultConfDir}, {&c.CNIDir, DefaultCNIDir}, {&c.BinDir, DefaultBinDir}, {&c.BPFFSRoot, DefaultBPFFSRoot}} {
+	}{{&c.ConfDir, DefaultConfDir}, {&c.CNIDir, DefaultCNIDir}, {&c.MultusCNIDir, DefaultMultusCNIDir}, {&c.BinDir, DefaultBinDir}, {&c.BPFFSRoot, DefaultBPFFSRoot}} {
 		if *d.val == "" {
 			*d.val = d.def
 		}

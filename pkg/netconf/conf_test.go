@@ -16,7 +16,7 @@ func TestParseConfDefaults(t *testing.T) {
 	}
 	want := &Conf{
 		CNIVersion: "1.0.0", Name: "steer", Type: "steer", ClusterNetwork: "flannel",
-		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, BinDir: DefaultBinDir,
+		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, MultusCNIDir: DefaultMultusCNIDir, BinDir: DefaultBinDir,
 		LogToStderr: true, GlobalNamespaces: []string{"default"}, SystemNamespaces: []string{"kube-system"},
 		Namespace: DefaultNamespace, Steering: true, APITimeout: DefaultAPITimeout, DelegateTimeout: DefaultDelegateTimeout, BPFFSRoot: DefaultBPFFSRoot,
 		Raw: in,
@@ -34,7 +34,7 @@ func TestParseConfAllKeys(t *testing.T) {
 	  "cniVersion": "0.4.0", "name": "n", "type": "steer",
 	  "kubeconfig": "/k", "clusterNetwork": "/etc/cni/net.d/10-flannel.conflist",
 	  "defaultNetworks": ["mon"], "confDir": "/c", "cniDir": "/d", "binDir": "/b",
-	  "logFile": "/l", "logLevel": "VERBOSE", "logToStderr": false,
+	  "multusCNIDir": "/m", "logFile": "/l", "logLevel": "VERBOSE", "logToStderr": false,
 	  "namespaceIsolation": true, "globalNamespaces": " default , shared,, ",
 	  "systemNamespaces": [], "multusNamespace": "nets",
 	  "ReadinessIndicatorFile": "/run/ready", "retryDeleteOnError": true,
@@ -54,6 +54,7 @@ func TestParseConfAllKeys(t *testing.T) {
 	}{
 		{"DefaultNetworks", c.DefaultNetworks, []string{"mon"}},
 		{"LogLevel", c.LogLevel, "verbose"},
+		{"MultusCNIDir", c.MultusCNIDir, "/m"},
 		{"LogToStderr", c.LogToStderr, false},
 		{"GlobalNamespaces", c.GlobalNamespaces, []string{"default", "shared"}},
 		{"SystemNamespaces", c.SystemNamespaces, []string{}},

@@ -28,6 +28,7 @@
 //	  "defaultNetworks": ["monitoring"],
 //	  "confDir": "/etc/cni/multus/net.d",
 //	  "cniDir": "/var/lib/cni/steer",
+//	  "multusCNIDir": "/var/lib/cni/multus",
 //	  "binDir": "/opt/cni/bin",
 //	  "logFile": "/var/log/steer.log",
 //	  "logLevel": "verbose",
@@ -100,6 +101,11 @@
 //     IPAM must not hang the pod's sandbox forever). Default "1m".
 //   - bpffsRoot: absolute path where programs and maps are pinned. Default
 //     /sys/fs/bpf/steer.
+//   - multusCNIDir: Multus' cniDir, where Multus cached the pods it attached
+//     before Steer replaced it. DEL, CHECK and GC of a container Steer has no
+//     cache for use Multus' file there, as Multus would. Default
+//     /var/lib/cni/multus (Multus' default); set it to Multus' "cniDir" if
+//     that was changed.
 //
 // Keys match case-insensitively, as they do in Multus (encoding/json), and
 // null keeps the default. Any other key is kept, raw, in Conf.Unknown, and
