@@ -1,0 +1,108 @@
+package main_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/steernet/steer/internal/testbed/cninode"
+)
+
+// multusVersion is the Multus release whose pods steer must delete (hack/install-multus.sh).
+const multusVersion = "v4.3.0"
+
+// multusConf links Multus' thin plugin (built and cached by hack/install-multus.sh) into the
+// node's bin dir and returns its configuration: the node's kubeconfig, confDir and bin dir,
+// the cluster network as a directory holding only the bridge conflist, its cache in cniDir.
+func (f *fixture) multusConf(t *testing.T, cniDir string) []byte {
+	t.Helper()
+	cmd := exec.Command("../../hack/install-multus.sh")
+	cmd.Env = append(os.Environ(), "MULTUS_VERSION="+multusVersion)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install Multus: %v\n%s", err, out)
+	}
+	cache := os.Getenv("STEER_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache = filepath.Join(home, ".cache", "steer")
+	}
+	if err := os.Symlink(filepath.Join(cache, "multus", multusVersion, "multus"), filepath.Join(f.BinDir, "multus")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.Dir, "multus-cluster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := os.ReadFile(f.clusterPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.clusterPath)), cluster, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := json.Marshal(map[string]any{
+		"cniVersion": "1.1.0", "name": "multus-cni-network", "type": "multus",
+		"kubeconfig": f.Kubeconfig, "clusterNetwork": dir, "confDir": f.ConfDir, "binDir": f.BinDir,
+		"cniDir": cniDir, "logFile": filepath.Join(f.Dir, "multus.log"), "logLevel": "error",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// filesUnder lists the files below dir, relative to it.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A pod that the real Multus attached (thin plugin, cluster network and two NADs) is deleted
+// by steer after the switch: every delegate's DEL runs, from Multus' cache.
+func TestDelOfPodMultusAttached(t *testing.T) {
+	f := setup(t)
+	multusDir := filepath.Join(f.Dir, "cni-multus")
+	p := f.pod(t, "lan,mgmt@ext0")
+	f.MustAdd(t, p, f.multusConf(t, multusDir))
+	if links := cninode.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "ext0", "lo", "net1"}) {
+		t.Fatalf("pod links after Multus' ADD %v", links)
+	}
+	if len(f.IPAMAllocations(t)) != 3 {
+		t.Fatalf("allocations after Multus' ADD %v", f.IPAMAllocations(t))
+	}
+	if _, err := os.Stat(filepath.Join(multusDir, p.ContainerID)); err != nil {
+		t.Fatalf("no Multus cache: %v", err)
+	}
+
+	conf := f.conf(t, map[string]any{"multusCNIDir": multusDir})
+	if err := f.Check(t, p, conf); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	f.del(t, p, conf)
+	if left := filesUnder(t, multusDir); len(left) > 0 {
+		t.Errorf("left in Multus' cniDir: %v", left)
+	}
+}
