@@ -88,4 +88,6 @@
 // "namespace/name" (a NAD in that namespace); under namespaceIsolation either form must name
 // the pod's own namespace or a global one (a bare name counts as steerNamespace, so it is
 // refused too: Multus v4 checks neither form). A pod can never point it at a path on the node.
+// The annotation replaces delegates[0] as well as clusterNetwork; delegates[1:] stay, as in
+// Multus.
 package engine

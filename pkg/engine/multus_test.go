@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/steernet/steer/pkg/k8s"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
 // Delegate configurations of a pod Multus attached: the cluster network (master), a NAD
@@ -199,5 +202,36 @@ func TestGCWithMultusCache(t *testing.T) {
 	}
 	if fileExists(stale) || !fileExists(filepath.Join(conf.MultusCNIDir, "cidm")) {
 		t.Error("GC removed the wrong Multus caches")
+	}
+}
+
+// With "delegates", the pod's default-network annotation replaces delegates[0] as eth0 and
+// delegates[1:] stay (Multus' TryLoadPodDelegates overwrites Delegates[0]).
+func TestDefaultNetworkAnnotationWithDelegates(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	raw := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"steer-net","type":"steer","confDir":%q,"cniDir":%q,"binDir":"/opt/cni/bin",
+	 "delegates":[{"cniVersion":"1.1.0","name":"mynet2","type":"mynet2"},{"cniVersion":"1.1.0","name":"extra","type":"extraplugin"}]}`,
+		filepath.Join(e.dir, "net.d"), filepath.Join(e.dir, "cni"))
+	conf, err := netconf.ParseConf([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := e.addPod("kube-system", "web", map[string]string{k8s.DefaultNetworkAnnotation: "d1"})
+	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dflt ADD eth0", "extraplugin ADD net1", "steering ATTACH "}
+	if got := e.exec.seq(""); !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	// Without the annotation delegates[0] is eth0.
+	e.exec.reset()
+	plain := e.addPod("kube-system", "plain", nil)
+	if _, err := e.eng.Add(t.Context(), conf, e.args("cid2", plain, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.seq("ADD"); len(got) == 0 || got[0] != "mynet2 ADD eth0" {
+		t.Errorf("calls %v, want mynet2 on eth0", got)
 	}
 }

@@ -125,15 +125,16 @@ func (e *Engine) primary(ctx context.Context, r *request, pod *k8s.Pod) (*attach
 	return a, nil
 }
 
-// primaryConf resolves the cluster network: delegates[0], the pod's default-network
-// annotation, or clusterNetwork. pod may be nil.
+// primaryConf resolves the cluster network: the pod's default-network annotation, else
+// delegates[0] or clusterNetwork. The annotation replaces delegates[0] too, as in Multus.
+// pod may be nil.
 func (e *Engine) primaryConf(ctx context.Context, r *request, pod *k8s.Pod) (string, []byte, error) {
 	switch {
+	case pod != nil && strings.TrimSpace(pod.Annotations[k8s.DefaultNetworkAnnotation]) != "":
+		return e.defaultNetworkOverride(ctx, r, pod)
 	case len(r.conf.Delegates) > 0:
 		name, err := confName(r.conf.Delegates[0])
 		return name, r.conf.Delegates[0], err
-	case pod != nil && strings.TrimSpace(pod.Annotations[k8s.DefaultNetworkAnnotation]) != "":
-		return e.defaultNetworkOverride(ctx, r, pod)
 	default:
 		return e.resolveRef(ctx, r, r.conf.ClusterNetwork)
 	}

@@ -57,7 +57,9 @@
 //     systemNamespaces, after clusterNetwork and before the annotation's.
 //     Only used with clusterNetwork, as in Multus.
 //   - delegates: inline CNI configs (objects with "type", or "plugins"); the
-//     first is the primary network. Kept as raw bytes.
+//     first is the primary network, unless the pod's
+//     v1.multus-cni.io/default-network annotation names another (as in
+//     Multus; read only with a kubeconfig). Kept as raw bytes.
 //   - confDir: where NADs without spec.config and on-disk networks are looked
 //     up. Default /etc/cni/multus/net.d.
 //   - cniDir: where the plugin caches delegate state for DEL. Default
