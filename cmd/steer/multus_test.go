@@ -106,3 +106,23 @@ func TestDelOfPodMultusAttached(t *testing.T) {
 		t.Errorf("left in Multus' cniDir: %v", left)
 	}
 }
+
+// A NAD without declared capabilities, static IPAM and an element with ips and mac: accepted
+// as Multus accepts it, the address and MAC arriving through CNI_ARGS IP= and MAC=.
+func TestUndeclaredCapabilitiesStaticIPAM(t *testing.T) {
+	f := setup(t)
+	f.CreateNAD(t, f.ns, "fixed", `{"cniVersion":"1.0.0","name":"fixed","type":"macvlan","master":"eth1","ipam":{"type":"static"}}`)
+	p := f.pod(t, `[{"name":"fixed","ips":["192.168.57.9/24"],"mac":"02:42:c0:a8:39:09"}]`)
+	if _, err := f.Add(t, p, f.conf(t, map[string]any{"strictCapabilities": true})); err == nil {
+		t.Fatal("strictCapabilities: ADD accepted")
+	}
+	conf := f.conf(t, nil)
+	f.MustAdd(t, p, conf)
+	if a := addrPrefix(t, p, "net1", "192.168.57."); a != "192.168.57.9/24" {
+		t.Errorf("net1 has %s", a)
+	}
+	if mac := cninode.MAC(t, p.NetNS, "net1"); mac != "02:42:c0:a8:39:09" {
+		t.Errorf("net1 MAC %s", mac)
+	}
+	f.del(t, p, conf)
+}

@@ -235,3 +235,47 @@ func TestDefaultNetworkAnnotationWithDelegates(t *testing.T) {
 		t.Errorf("calls %v, want mynet2 on eth0", got)
 	}
 }
+
+// An element asking for capabilities its network does not declare is accepted as Multus
+// accepts it: the declared ones go in runtimeConfig, and ADD (only) gets MAC= and IP= in
+// CNI_ARGS, as from Multus' DelegateAdd, for the undeclared ones.
+func TestUndeclaredCapabilitiesAsMultus(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	pod := e.addPod("ns1", "web", map[string]string{
+		k8s.NetworksAnnotation: `[{"name":"a","mac":"02:00:00:00:00:01","ips":["10.9.0.7/24","fd00::7/64"],"bandwidth":{"ingressRate":5}},{"name":"b","mac":"02:00:00:00:00:02"}]`,
+	})
+	conf := e.conf("")
+	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	base := "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web;K8S_POD_UID=uid-web"
+	for _, c := range e.exec.calls {
+		var in struct {
+			RuntimeConfig map[string]any `json:"runtimeConfig"`
+		}
+		_ = json.Unmarshal(c.Stdin, &in)
+		want, wantRC := base, "null"
+		switch c.String() {
+		case "macvlan ADD net1":
+			want += ";MAC=02:00:00:00:00:01;IP=10.9.0.7/24,fd00::7/64"
+		case "macvlan ADD net2", "tuning ADD net2":
+			if c.Type == "macvlan" { // b declares mac: runtimeConfig, no MAC=
+				wantRC = `{"mac":"02:00:00:00:00:02"}`
+			}
+		}
+		if c.Type != "steering" && (c.Args != want || mustJSON(in.RuntimeConfig) != wantRC) {
+			t.Errorf("%s: CNI_ARGS %q, runtimeConfig %s; want %q, %s", c, c.Args, mustJSON(in.RuntimeConfig), want, wantRC)
+		}
+	}
+	// DEL gets the runtime's CNI_ARGS only, as from Multus.
+	e.exec.reset()
+	if err := e.eng.Del(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.exec.calls {
+		if c.Type != "steering" && c.Args != base {
+			t.Errorf("%s: CNI_ARGS %q", c, c.Args)
+		}
+	}
+}

@@ -58,8 +58,11 @@ type Conf struct {
 
 	ReadinessIndicatorFile string
 	RetryDeleteOnError     bool
-	Capabilities           map[string]bool
-	RuntimeConfig          PluginRuntimeConfig
+	// StrictCapabilities refuses a selection element asking for a capability its network
+	// does not declare, instead of accepting it as Multus does.
+	StrictCapabilities bool
+	Capabilities       map[string]bool
+	RuntimeConfig      PluginRuntimeConfig
 
 	SocketPath string
 	// ThinFallback runs the engine in-process when the daemon's socket does not answer;
@@ -154,7 +157,7 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"systemNamespaces", &c.SystemNamespaces},
 		{"multusNamespace", &multusNS}, {"steerNamespace", &steerNS},
 		{"readinessindicatorfile", &c.ReadinessIndicatorFile},
-		{"retryDeleteOnError", &c.RetryDeleteOnError},
+		{"retryDeleteOnError", &c.RetryDeleteOnError}, {"strictCapabilities", &c.StrictCapabilities},
 		{"capabilities", &c.Capabilities}, {"runtimeConfig", &runtimeConfig},
 		{"socketPath", &c.SocketPath}, {"thinFallback", &c.ThinFallback}, {"steering", &c.Steering},
 		{"apiTimeout", &apiTimeout}, {"delegateTimeout", &delegateTimeout}, {"bpffsRoot", &c.BPFFSRoot},

@@ -39,6 +39,7 @@
 //	  "steerNamespace": "kube-system",
 //	  "readinessindicatorfile": "/run/flannel/subnet.env",
 //	  "retryDeleteOnError": false,
+//	  "strictCapabilities": false,
 //	  "capabilities": {"portMappings": true, "bandwidth": true},
 //	  "socketPath": "/run/steer/steerd.sock",
 //	  "steering": true,
@@ -88,6 +89,10 @@
 //
 // Steer's own keys:
 //
+//   - strictCapabilities: refuse (code 7) a selection element asking for a
+//     capability (ips, mac, portMappings, bandwidth, infiniband-guid) that no
+//     plugin of its network declares, instead of accepting it with a warning
+//     as Multus does (see the selection annotation below). Default false.
 //   - socketPath: absolute path of steerd's unix socket (thick mode). Empty:
 //     thin mode, the plugin does all the work itself. With a socketPath,
 //     clusterNetwork and delegates may be left to steerd.
@@ -160,9 +165,16 @@
 //   - steer: per-pod override of the network's Steer policy (below).
 //
 // Unknown element keys are ignored, as in Multus. The annotation may not be
-// larger than 64 KiB. A capability is only passed when a plugin of the
-// network declares it; otherwise RuntimeConfig fails instead of silently
-// dropping the request as libcni would.
+// larger than 64 KiB. A capability is only passed in runtimeConfig when a
+// plugin of the network declares it (libcni drops the others). As in
+// Multus, an element asking for one that is not declared is accepted with a
+// warning in the log, and an undeclared mac or ips reaches the delegate's
+// ADD in CNI_ARGS: MAC=<mac>, IP=<ips joined by ","> (Multus' older way,
+// which static IPAM still reads); DEL and CHECK do not get them. Multus adds
+// them for declared capabilities too; Steer does not, since runtimeConfig
+// then carries the value and host-local refuses IP=<a>,<b>. With
+// "strictCapabilities": true, an undeclared capability fails the ADD
+// instead (code 7).
 //
 // # Steer policy
 //
