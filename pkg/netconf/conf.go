@@ -75,6 +75,8 @@ type Conf struct {
 	DelegateTimeout time.Duration
 	BPFFSRoot       string
 
+	// Warnings are what ParseConf accepted but the log should say (Multus warns there too).
+	Warnings []string
 	// Unknown holds the keys ParseConf does not know, as raw JSON.
 	Unknown map[string]json.RawMessage
 	// Raw is a copy of the bytes ParseConf was given.
@@ -262,7 +264,9 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 	if c.LogLevel != "" {
 		c.LogLevel = strings.ToLower(c.LogLevel)
 		if !isLogLevel(c.LogLevel) {
-			return invalidError(`steer config: "logLevel": %q is not one of %s`, c.LogLevel, logLevelNames())
+			// Multus logs it and keeps its default level: refusing would fail every pod.
+			c.Warnings = append(c.Warnings, fmt.Sprintf(`steer config: "logLevel": %q is not one of %s; using the default level`, c.LogLevel, logLevelNames()))
+			c.LogLevel = ""
 		}
 	}
 	if err := c.setNamespace(multusNS, steerNS); err != nil {

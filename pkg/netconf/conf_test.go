@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,6 +27,18 @@ func TestParseConfDefaults(t *testing.T) {
 	}
 	if c.ThickMode() || !c.IsSystemNamespace("kube-system") || !c.IsGlobalNamespace("default") {
 		t.Error("helpers disagree with defaults")
+	}
+}
+
+// An unknown logLevel is a warning and the default level, as in Multus: refusing the config
+// failed every pod of the node.
+func TestParseConfUnknownLogLevel(t *testing.T) {
+	c, err := ParseConf([]byte(`{"clusterNetwork":"n","logLevel":"XXXX"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LogLevel != "" || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `"logLevel": "xxxx"`) {
+		t.Errorf("LogLevel %q, warnings %q", c.LogLevel, c.Warnings)
 	}
 }
 
@@ -166,7 +179,7 @@ func TestParseConfErrors(t *testing.T) {
 		{"negative duration", `{"clusterNetwork":"n","apiTimeout":"-1s"}`, codeInvalid, []string{`"apiTimeout"`}},
 		{"numeric duration", `{"clusterNetwork":"n","apiTimeout":10}`, codeDecode, []string{`"apiTimeout"`}},
 		{"bad delegate timeout", `{"clusterNetwork":"n","delegateTimeout":"forever"}`, codeInvalid, []string{`"delegateTimeout"`, "forever"}},
-		{"bad logLevel", `{"clusterNetwork":"n","logLevel":"loud"}`, codeInvalid, []string{`"logLevel"`, "loud"}},
+		{"logLevel type", `{"clusterNetwork":"n","logLevel":3}`, codeDecode, []string{`"logLevel"`}},
 		{"relative bpffsRoot", `{"clusterNetwork":"n","bpffsRoot":"bpf"}`, codeInvalid, []string{`"bpffsRoot"`}},
 		{"relative socket", `{"clusterNetwork":"n","socketPath":"steerd.sock"}`, codeInvalid, []string{`"socketPath"`}},
 		{"namespaces disagree", `{"clusterNetwork":"n","steerNamespace":"a","multusNamespace":"b"}`, codeInvalid, []string{`"steerNamespace"`, `"multusNamespace"`}},

@@ -67,8 +67,9 @@
 //     /var/lib/cni/steer (Multus uses /var/lib/cni/multus).
 //   - binDir: where delegate plugin binaries are. Default /opt/cni/bin.
 //   - logFile, logLevel, logToStderr: logging. logLevel is one of debug,
-//     verbose, info, warning, error, panic (any case); logToStderr defaults
-//     to true, as in Multus.
+//     verbose, info, warning, error, panic (any case); another string is
+//     logged as a warning and the default level (info) used, as Multus keeps
+//     its default; logToStderr defaults to true, as in Multus.
 //   - namespaceIsolation: pods may only use NADs of their own namespace and
 //     of globalNamespaces, in the selection and in the default-network
 //     annotation (whose bare names are NADs of steerNamespace).
