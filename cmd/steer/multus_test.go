@@ -18,8 +18,9 @@ const multusVersion = "v4.3.0"
 
 // multusConf links Multus' thin plugin (built and cached by hack/install-multus.sh) into the
 // node's bin dir and returns its configuration: the node's kubeconfig, confDir and bin dir,
-// the cluster network as a directory holding only the bridge conflist, its cache in cniDir.
-func (f *fixture) multusConf(t *testing.T, cniDir string) []byte {
+// its cache in cniDir, and the cluster network as a directory holding only the bridge
+// conflist, or with asFile that conflist's path.
+func (f *fixture) multusConf(t *testing.T, cniDir string, asFile bool) []byte {
 	t.Helper()
 	cmd := exec.Command("../../hack/install-multus.sh")
 	cmd.Env = append(os.Environ(), "MULTUS_VERSION="+multusVersion)
@@ -34,7 +35,7 @@ func (f *fixture) multusConf(t *testing.T, cniDir string) []byte {
 		}
 		cache = filepath.Join(home, ".cache", "steer")
 	}
-	if err := os.Symlink(filepath.Join(cache, "multus", multusVersion, "multus"), filepath.Join(f.BinDir, "multus")); err != nil {
+	if err := os.Symlink(filepath.Join(cache, "multus", multusVersion, "multus"), filepath.Join(f.BinDir, "multus")); err != nil && !os.IsExist(err) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(f.Dir, "multus-cluster")
@@ -48,9 +49,13 @@ func (f *fixture) multusConf(t *testing.T, cniDir string) []byte {
 	if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.clusterPath)), cluster, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	clusterRef := dir
+	if asFile {
+		clusterRef = f.clusterPath
+	}
 	conf, err := json.Marshal(map[string]any{
 		"cniVersion": "1.1.0", "name": "multus-cni-network", "type": "multus",
-		"kubeconfig": f.Kubeconfig, "clusterNetwork": dir, "confDir": f.ConfDir, "binDir": f.BinDir,
+		"kubeconfig": f.Kubeconfig, "clusterNetwork": clusterRef, "confDir": f.ConfDir, "binDir": f.BinDir,
 		"cniDir": cniDir, "logFile": filepath.Join(f.Dir, "multus.log"), "logLevel": "error",
 	})
 	if err != nil {
@@ -83,10 +88,17 @@ func filesUnder(t *testing.T, dir string) []string {
 // A pod that the real Multus attached (thin plugin, cluster network and two NADs) is deleted
 // by steer after the switch: every delegate's DEL runs, from Multus' cache.
 func TestDelOfPodMultusAttached(t *testing.T) {
+	t.Run("cluster network directory", func(t *testing.T) { testDelOfPodMultusAttached(t, false) })
+	// Multus caches a re-encoded conflist that lost ipam.ranges (its own DEL fails), next to
+	// the list it ran: steer deletes with the latter.
+	t.Run("cluster network conflist path", func(t *testing.T) { testDelOfPodMultusAttached(t, true) })
+}
+
+func testDelOfPodMultusAttached(t *testing.T, asFile bool) {
 	f := setup(t)
 	multusDir := filepath.Join(f.Dir, "cni-multus")
 	p := f.pod(t, "lan,mgmt@ext0")
-	f.MustAdd(t, p, f.multusConf(t, multusDir))
+	f.MustAdd(t, p, f.multusConf(t, multusDir, asFile))
 	if links := cninode.Links(t, p.NetNS); !slices.Equal(links, []string{"eth0", "ext0", "lo", "net1"}) {
 		t.Fatalf("pod links after Multus' ADD %v", links)
 	}

@@ -53,6 +53,8 @@
 // on CNI_IFNAME, the others on their requested name or net<index>, Multus' CNI_ARGS order,
 // the runtime's runtimeConfig plus the cached ips, mac, infinibandGUID and deviceID on all but
 // the first, and libcni's cache in multusCNIDir (where Multus' results, the prevResult, are).
+// For a conflist file, DEL runs the list Multus' ADD ran (its cached libcni list), not the
+// re-encoding Multus' own DEL uses and fails with (ipam.ranges is lost).
 // The file goes afterwards, or stays whole under retryDeleteOnError when a delegate failed.
 // No steering is detached or checked: Multus set none up. GC keeps such a pod when the runtime
 // lists its container ID (Multus caches no CNI_IFNAME) and deletes it otherwise.

@@ -31,6 +31,12 @@ type multusDelegate struct {
 		Name    string            `json:"name"`
 		Plugins []json.RawMessage `json:"plugins"`
 	}
+	// CNINetworkConfigList is libcni's list (untagged fields), set for a conflist file. ADD
+	// ran it whenever it has plugins; Bytes is then a re-encoding that lost fields.
+	CNINetworkConfigList struct {
+		Plugins []json.RawMessage
+		Bytes   []byte
+	}
 	Name                  string
 	IfnameRequest         string   `json:"ifnameRequest"`
 	MacRequest            string   `json:"macRequest"`
@@ -47,6 +53,15 @@ func (d *multusDelegate) confName() string {
 		return d.Conf.Name
 	}
 	return d.ConfList.Name
+}
+
+// config is the configuration ADD ran (Multus' conflistAdd takes CNINetworkConfigList when
+// it has plugins). Multus' own DEL uses Bytes and fails where ipam.ranges was lost.
+func (d *multusDelegate) config() []byte {
+	if l := d.CNINetworkConfigList; len(l.Plugins) > 0 && len(l.Bytes) > 0 {
+		return l.Bytes
+	}
+	return d.Bytes
 }
 
 func (d *multusDelegate) network() string {
@@ -99,12 +114,12 @@ func (r *request) readMultusCache(containerID, ifName string) (*cacheEntry, erro
 		e.modTime = fi.ModTime()
 	}
 	for idx, d := range dels {
-		if len(d.Bytes) == 0 {
+		if len(d.config()) == 0 {
 			return nil, fmt.Errorf("multus cache %s: delegate %d has no configuration", path, idx)
 		}
 		// Multus' getIfname: the request, else CNI_IFNAME for the first (master) delegate,
 		// else net<index>.
-		a := cachedAttachment{IfName: d.IfnameRequest, Network: d.network(), Primary: idx == 0, Config: d.Bytes}
+		a := cachedAttachment{IfName: d.IfnameRequest, Network: d.network(), Primary: idx == 0, Config: d.config()}
 		if a.IfName == "" {
 			a.IfName = fmt.Sprintf("net%d", idx)
 			if idx == 0 {

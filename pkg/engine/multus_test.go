@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +129,32 @@ func TestDelFromMultusCacheRetry(t *testing.T) {
 		if fileExists(path) != retry {
 			t.Errorf("retry=%v: Multus' cache file kept: %v", retry, fileExists(path))
 		}
+	}
+}
+
+// A cluster network given to Multus as a .conflist path is cached twice: Bytes re-encoded
+// (ipam.ranges lost) and CNINetworkConfigList, the list ADD ran. DEL runs the latter.
+func TestDelFromMultusCacheConflistFile(t *testing.T) {
+	e := newEnv(t)
+	conf := e.conf(e.multusConf())
+	orig := `{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24"}]]}}]}`
+	lossy := `{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"bridge","ipam":{"type":"host-local"},"dns":{}}]}`
+	elem := fmt.Sprintf(`{"Conf":{"name":"","type":"","ipam":{},"dns":{}},"ConfList":%s,`+
+		`"CNINetworkConfigList":{"Name":"cbr0","CNIVersion":"1.0.0","DisableCheck":false,"DisableGC":false,"LoadOnlyInlinedPlugins":false,"Plugins":[{"Network":{"type":"bridge"},"Bytes":%q}],"Bytes":%q},`+
+		`"Name":"cbr0","IsFilterV4Gateway":false,"IsFilterV6Gateway":false,"Bytes":%q}`,
+		lossy, base64.StdEncoding.EncodeToString([]byte(`{"type":"bridge"}`)), base64.StdEncoding.EncodeToString([]byte(orig)),
+		base64.StdEncoding.EncodeToString([]byte(lossy)))
+	if err := os.MkdirAll(conf.MultusCNIDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(conf.MultusCNIDir, "cidm"), []byte("["+elem+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eng.Del(t.Context(), conf, e.args("cidm", nil, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.exec.calls) != 1 || !strings.Contains(string(e.exec.calls[0].Stdin), `"ranges":[[{"subnet":"10.10.0.0/24"}]]`) {
+		t.Errorf("calls %v, stdin %s", e.exec.seq(""), e.exec.calls[0].Stdin)
 	}
 }
 
