@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
+	"github.com/steernet/steer/pkg/k8s"
 )
 
 // multusVersion is the Multus release whose pods steer must delete (hack/install-multus.sh).
@@ -137,4 +140,48 @@ func TestUndeclaredCapabilitiesStaticIPAM(t *testing.T) {
 		t.Errorf("net1 MAC %s", mac)
 	}
 	f.del(t, p, conf)
+}
+
+// GC after the switch: a valid pod Multus attached keeps its addresses, a stale one (its
+// sandbox gone, its Multus cache older than an ADD could be) is deleted from Multus' cache.
+func TestGCOfPodsMultusAttached(t *testing.T) {
+	f := setup(t)
+	multusDir := filepath.Join(f.Dir, "cni-multus")
+	mconf := f.multusConf(t, multusDir, false)
+	alive := f.NewPod(t, f.ns, "alive", map[string]string{k8s.NetworksAnnotation: "lan"})
+	gone := f.NewPod(t, f.ns, "gone", map[string]string{k8s.NetworksAnnotation: "lan"})
+	f.MustAdd(t, alive, mconf)
+	f.MustAdd(t, gone, mconf)
+	aliveIPs := []string{
+		"cbr0/" + strings.Split(addrPrefix(t, alive, "eth0", "10.10.0."), "/")[0],
+		"lan/" + strings.Split(addrPrefix(t, alive, "net1", "192.168.50."), "/")[0],
+	}
+	if n := len(f.IPAMAllocations(t)); n != 4 {
+		t.Fatalf("%d allocations", n)
+	}
+	destroyNetNS(t, gone)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(multusDir, gone.ContainerID), old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	conf := f.conf(t, map[string]any{"multusCNIDir": multusDir})
+	if err := f.GC(t, conf, alive); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	got := f.IPAMAllocations(t)
+	slices.Sort(got)
+	slices.Sort(aliveIPs)
+	if !slices.Equal(got, aliveIPs) {
+		t.Errorf("allocations after GC %v, want only the live pod's %v", got, aliveIPs)
+	}
+	for _, file := range filesUnder(t, multusDir) {
+		if strings.Contains(file, gone.ContainerID) {
+			t.Errorf("left of the stale pod in Multus' cniDir: %s", file)
+		}
+	}
+	f.del(t, alive, conf)
+	if left := filesUnder(t, multusDir); len(left) > 0 {
+		t.Errorf("left in Multus' cniDir: %v", left)
+	}
 }
