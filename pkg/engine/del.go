@@ -32,6 +32,11 @@ func (e *Engine) Del(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs
 		r.log.Debug("DEL: nothing cached")
 		return nil
 	}
+	if errors.Is(err, errMultusCache) {
+		// Multus' own DEL gives up on it too, without failing: a retried DEL cannot fix it.
+		r.log.Error("DEL: cannot delete from Multus' cache; the file is kept", "err", err)
+		return nil
+	}
 	if err != nil {
 		return r.fail(cniError(types.ErrIOFailure, "%v", err))
 	}

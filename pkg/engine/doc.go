@@ -56,6 +56,7 @@
 // For a conflist file, DEL runs the list Multus' ADD ran (its cached libcni list), not the
 // re-encoding Multus' own DEL uses and fails with (ipam.ranges is lost).
 // The file goes afterwards, or stays whole under retryDeleteOnError when a delegate failed.
+// A file that is not such a list is logged and kept, and DEL succeeds (as Multus' does).
 // No steering is detached or checked: Multus set none up. GC keeps such a pod when the runtime
 // lists its container ID (Multus caches no CNI_IFNAME) and deletes it otherwise.
 //

@@ -21,6 +21,9 @@ import (
 // CNIDeviceInfoFile of a delegate with a deviceID.
 const multusDevInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 
+// errMultusCache wraps a Multus cache file that is not the delegate list Multus writes.
+var errMultusCache = errors.New("unreadable multus cache")
+
 // multusDelegate is one element of the JSON array Multus v3/v4 caches per container
 // (saveDelegates marshals its []*types.DelegateNetConf). Only what DEL needs is read.
 type multusDelegate struct {
@@ -97,10 +100,10 @@ func (r *request) readMultusCache(containerID, ifName string) (*cacheEntry, erro
 	}
 	var dels []multusDelegate
 	if err := json.Unmarshal(data, &dels); err != nil {
-		return nil, fmt.Errorf("multus cache %s: %w", path, err)
+		return nil, fmt.Errorf("%w %s: %v", errMultusCache, path, err)
 	}
 	if len(dels) == 0 {
-		return nil, fmt.Errorf("multus cache %s: no delegates", path)
+		return nil, fmt.Errorf("%w %s: no delegates", errMultusCache, path)
 	}
 	base, err := multusRuntimeConfig(r.conf.RuntimeConfig.Raw)
 	if err != nil {
@@ -115,7 +118,7 @@ func (r *request) readMultusCache(containerID, ifName string) (*cacheEntry, erro
 	}
 	for idx, d := range dels {
 		if len(d.config()) == 0 {
-			return nil, fmt.Errorf("multus cache %s: delegate %d has no configuration", path, idx)
+			return nil, fmt.Errorf("%w %s: delegate %d has no configuration", errMultusCache, path, idx)
 		}
 		// Multus' getIfname: the request, else CNI_IFNAME for the first (master) delegate,
 		// else net<index>.

@@ -158,6 +158,27 @@ func TestDelFromMultusCacheConflistFile(t *testing.T) {
 	}
 }
 
+// A Multus file that is not Multus' delegate list cannot be deleted from; DEL does not fail
+// the sandbox's removal for it (Multus does not either), CHECK does.
+func TestDelUnreadableMultusCache(t *testing.T) {
+	e := newEnv(t)
+	conf := e.conf(e.multusConf())
+	if err := os.MkdirAll(conf.MultusCNIDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{`{"not":"a list"}`, `[]`, `[{"Name":"x"}]`} {
+		if err := os.WriteFile(filepath.Join(conf.MultusCNIDir, "cidm"), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.eng.Del(t.Context(), conf, e.args("cidm", nil, conf.Raw)); err != nil || len(e.exec.calls) > 0 {
+			t.Errorf("%s: DEL %v, calls %v", data, err, e.exec.seq(""))
+		}
+		if err := e.eng.Check(t.Context(), conf, e.args("cidm", nil, conf.Raw)); err == nil {
+			t.Errorf("%s: CHECK passed", data)
+		}
+	}
+}
+
 // Steer's own entry wins over Multus' file for the same container.
 func TestDelPrefersSteerCache(t *testing.T) {
 	e, pod := added(t, "")
