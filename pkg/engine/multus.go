@@ -46,7 +46,7 @@ type multusDelegate struct {
 	InfinibandGUIDRequest string   `json:"infinibandGUIDRequest"`
 	IPRequest             []string `json:"ipRequest"`
 	DeviceID              string   `json:"deviceID"`
-	// Bytes is the delegate configuration as Multus ran it (base64 in the file).
+	// Bytes is the delegate configuration Multus passes to libcni (base64 in the file).
 	Bytes []byte
 }
 
@@ -185,8 +185,8 @@ func multusCapabilityArgs(base map[string]any, d *multusDelegate, master bool, c
 }
 
 // multusArgs is the CNI_ARGS Multus gives its delegates: the four K8S_* keys after
-// IgnoreUnknown=true, in that order, then the runtime's other pairs (an empty K8S_* value is
-// filled in, any other pair appended).
+// IgnoreUnknown=true, in that order, then the runtime's other pairs. (Multus appends the
+// runtime's K8S_* pairs a second time; once is enough for every plugin's parser.)
 func multusArgs(runtime [][2]string) [][2]string {
 	out := [][2]string{{"IgnoreUnknown", "true"}, {"K8S_POD_NAMESPACE", ""}, {"K8S_POD_NAME", ""}, {"K8S_POD_INFRA_CONTAINER_ID", ""}, {argPodUID, ""}}
 	for _, kv := range runtime {
