@@ -39,7 +39,11 @@ func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
 		return slog.New(slog.DiscardHandler), closeFn
 	}
 	h := slog.NewTextHandler(io.MultiWriter(writers...), &slog.HandlerOptions{Level: level})
-	return slog.New(h).With("pid", os.Getpid()), closeFn
+	log := slog.New(h).With("pid", os.Getpid())
+	for _, w := range conf.Warnings {
+		log.Warn(w)
+	}
+	return log, closeFn
 }
 
 func openLogFile(path string) (*os.File, error) {

@@ -31,6 +31,22 @@ func TestLogger(t *testing.T) {
 		t.Errorf("log file mode: %v %v", fi.Mode(), err)
 	}
 
+	// An unknown level is logged as a warning, and the default (info) applies.
+	path = filepath.Join(t.TempDir(), "steer.log")
+	conf, err = netconf.ParseConf([]byte(`{"clusterNetwork":"c","logFile":"` + path + `","logLevel":"XXXX","logToStderr":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, closeLog = newLogger(conf)
+	log.Info("info kept")
+	log.Debug("not debug")
+	closeLog()
+	data, err = os.ReadFile(path)
+	if s := string(data); err != nil || !strings.Contains(s, `level=WARN msg="steer config: \"logLevel\": \"xxxx\"`) ||
+		!strings.Contains(s, "info kept") || strings.Contains(s, "not debug") {
+		t.Errorf("log file with an unknown level: %v\n%s", err, s)
+	}
+
 	// No file, no stderr: nothing, and no failure.
 	conf.LogFile, conf.LogToStderr = "", false
 	quiet, closeQuiet := newLogger(conf)

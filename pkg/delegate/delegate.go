@@ -137,6 +137,20 @@ func (r *Runner) Status(ctx context.Context, n *Network) error {
 	return r.explain(ctx, bctx, n, "STATUS", r.cni.GetStatusNetworkList(bctx, n.list))
 }
 
+// CachedIfName is the interface name libcni cached for the container on network, or "".
+func (r *Runner) CachedIfName(containerID, network string) string {
+	atts, err := r.cni.GetCachedAttachments(containerID)
+	if err != nil {
+		return ""
+	}
+	for _, a := range atts {
+		if a.Network == network {
+			return a.IfName
+		}
+	}
+	return ""
+}
+
 // bound applies Timeout to ctx.
 func (r *Runner) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if r.Timeout <= 0 {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -123,7 +124,11 @@ func (e *Engine) attach(ctx context.Context, r *request, pod *k8s.Pod, atts []*a
 		t := r.target(a.ifName, a.capArgs)
 		undo.Push(a.ifName, func(ctx context.Context) error { return e.delOne(ctx, r, a.net, t) })
 		r.log.Debug("delegate ADD", "network", a.network, "ifname", a.ifName, "types", a.net.Types())
-		if a.result, err = r.runner.Add(ctx, a.net, t); err != nil {
+		tAdd := t
+		if len(a.args) > 0 {
+			tAdd.Args = append(slices.Clip(t.Args), a.args...)
+		}
+		if a.result, err = r.runner.Add(ctx, a.net, tAdd); err != nil {
 			return nil, withCode(types.ErrInternal, fmt.Sprintf("network %q (%s)", a.network, a.ifName), err)
 		}
 	}

@@ -200,8 +200,9 @@ func TestAddRefusals(t *testing.T) {
 		{"NAD not JSON", func(e *env, _ *k8s.Pod, _ *string) { e.api.nads["ns1/a"] = "{nope" }, types.ErrDecodingFailure, `network "ns1/a"`},
 		{"same ifname", func(e *env, p *k8s.Pod, _ *string) { p.Annotations[k8s.NetworksAnnotation] = "a@x,b@x" }, types.ErrInvalidNetworkConfig, "also requested"},
 		{"ifname is CNI_IFNAME", func(e *env, p *k8s.Pod, _ *string) { p.Annotations[k8s.NetworksAnnotation] = "a@eth0" }, types.ErrInvalidNetworkConfig, "already used"},
-		{"undeclared capability", func(e *env, p *k8s.Pod, _ *string) {
+		{"undeclared capability, strictCapabilities", func(e *env, p *k8s.Pod, c *string) {
 			p.Annotations[k8s.NetworksAnnotation] = `[{"name":"a","mac":"02:00:00:00:00:01"}]`
+			*c = `,"strictCapabilities":true`
 		}, types.ErrInvalidNetworkConfig, `declares the "mac" capability`},
 		{"no cluster network", func(e *env, _ *k8s.Pod, c *string) { *c = `,"clusterNetwork":"ghost"` }, types.ErrInvalidNetworkConfig, `network "ghost"`},
 		{"default-network path", func(e *env, p *k8s.Pod, _ *string) { p.Annotations[k8s.DefaultNetworkAnnotation] = "/etc/passwd" }, types.ErrInvalidNetworkConfig, "not a network name"},

@@ -39,6 +39,8 @@ type cacheEntry struct {
 	Attachments []cachedAttachment `json:"attachments"`
 
 	modTime time.Time // from the file, for GC
+	// multus is the path of Multus' cache file when the entry was read from it.
+	multus string
 }
 
 type cachedPod struct {

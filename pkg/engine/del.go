@@ -26,10 +26,15 @@ func (e *Engine) Del(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs
 		e.log.Info("DEL: invalid arguments, nothing to delete", "err", err)
 		return nil
 	}
-	entry, err := r.store.read(r.containerID)
+	entry, r, err := r.readCache()
 	if errors.Is(err, fs.ErrNotExist) {
 		// Never attached, or already deleted: DEL is idempotent.
 		r.log.Debug("DEL: nothing cached")
+		return nil
+	}
+	if errors.Is(err, errMultusCache) {
+		// Multus' own DEL gives up on it too, without failing: a retried DEL cannot fix it.
+		r.log.Error("DEL: cannot delete from Multus' cache; the file is kept", "err", err)
 		return nil
 	}
 	if err != nil {
@@ -38,8 +43,26 @@ func (e *Engine) Del(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs
 	if err = e.teardown(ctx, r, entry, r.netns); err != nil {
 		return r.fail(err)
 	}
-	r.log.Info("DEL done", "attachments", len(entry.Attachments))
+	r.log.Info("DEL done", "attachments", len(entry.Attachments), "multusCache", entry.multus != "")
 	return nil
+}
+
+// readCache returns the container's entry: Steer's, else one read from Multus' cache (for a
+// pod Multus attached), with the request to run it with. The error wraps fs.ErrNotExist when
+// neither has one.
+func (r *request) readCache() (*cacheEntry, *request, error) {
+	entry, err := r.store.read(r.containerID)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return entry, r, err
+	}
+	entry, merr := r.readMultusCache(r.containerID, r.ifName)
+	if merr != nil {
+		if errors.Is(merr, fs.ErrNotExist) {
+			return nil, r, err
+		}
+		return nil, r, merr
+	}
+	return entry, r.forMultus(), nil
 }
 
 // teardown undoes a cached ADD: steering first, then every attachment last to first, going on
@@ -56,8 +79,10 @@ func (e *Engine) teardown(ctx context.Context, r *request, entry *cacheEntry, ne
 	}
 	defer wg.Wait()
 	var errs []error
-	if err := e.dp.Detach(ctx, entry.ContainerID, netns); err != nil {
-		errs = append(errs, fmt.Errorf("steering: %w", err))
+	if entry.multus == "" { // Multus set up no steering
+		if err := e.dp.Detach(ctx, entry.ContainerID, netns); err != nil {
+			errs = append(errs, fmt.Errorf("steering: %w", err))
+		}
 	}
 	var failed []cachedAttachment
 	for i := len(entry.Attachments) - 1; i >= 0; i-- {
@@ -67,8 +92,18 @@ func (e *Engine) teardown(ctx context.Context, r *request, entry *cacheEntry, ne
 			errs = append(errs, withCode(types.ErrInternal, fmt.Sprintf("network %q (%s)", a.Network, a.IfName), err))
 			failed = append([]cachedAttachment{a}, failed...)
 		}
+		if p, ok := a.CapabilityArgs[deviceInfoCapability].(string); ok && entry.multus != "" {
+			_ = os.Remove(p) // as Multus' CleanDeviceInfoForCNI: best effort
+		}
 	}
-	if len(failed) > 0 && r.conf.RetryDeleteOnError {
+	if entry.multus != "" {
+		// Multus' file is kept whole for the next DEL under retryDeleteOnError, as Multus does.
+		if len(failed) == 0 || !r.conf.RetryDeleteOnError {
+			if err := removeMultusCache(entry.multus); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else if len(failed) > 0 && r.conf.RetryDeleteOnError {
 		// Keep what failed for the runtime's next DEL, as Multus does.
 		entry.Attachments = failed
 		if err := r.store.write(entry); err != nil {
@@ -113,7 +148,7 @@ func (e *Engine) Check(ctx context.Context, conf *netconf.Conf, args *skel.CmdAr
 	if err != nil {
 		return err
 	}
-	entry, err := r.store.read(r.containerID)
+	entry, r, err := r.readCache()
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return r.fail(cniError(types.ErrUnknownContainer, "CHECK: the container was never attached (no cache)"))
@@ -132,6 +167,9 @@ func (e *Engine) Check(ctx context.Context, conf *netconf.Conf, args *skel.CmdAr
 		if err != nil {
 			return r.fail(withCode(types.ErrInternal, fmt.Sprintf("network %q (%s)", a.Network, a.IfName), err))
 		}
+	}
+	if entry.multus != "" {
+		return nil // Multus set up no steering to verify
 	}
 	atts, ok := cachedDataplaneAttachments(entry.Attachments)
 	if !ok {

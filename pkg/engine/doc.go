@@ -47,6 +47,19 @@
 //
 // CHECK runs every cached attachment's CHECK (delegates older than CNI 0.4.0 have none).
 //
+// Pods that Multus attached before Steer replaced it have no Steer cache. DEL, CHECK and GC
+// then read Multus' file for the container (multusCNIDir/<containerID>, the delegate list
+// Multus v3/v4 save at ADD) and run it as Multus' DEL would: last delegate to first, the first
+// on CNI_IFNAME, the others on their requested name or net<index>, Multus' CNI_ARGS order,
+// the runtime's runtimeConfig plus the cached ips, mac, infinibandGUID and deviceID on all but
+// the first, and libcni's cache in multusCNIDir (where Multus' results, the prevResult, are).
+// For a conflist file, DEL runs the list Multus' ADD ran (its cached libcni list), not the
+// re-encoding Multus' own DEL uses and fails with (ipam.ranges is lost).
+// The file goes afterwards, or stays whole under retryDeleteOnError when a delegate failed.
+// A file that is not such a list is logged and kept, and DEL succeeds (as Multus' does).
+// No steering is detached or checked: Multus set none up. GC keeps such a pod when the runtime
+// lists its container ID (Multus caches no CNI_IFNAME) and deletes it otherwise.
+//
 // GC gets the runtime's valid attachments. Every cached container that is not valid is
 // deleted as DEL would (an ADD in progress, i.e. an incomplete cache younger than
 // addGrace, is left alone). Then GC goes to the cluster network and to every delegate
@@ -78,4 +91,6 @@
 // "namespace/name" (a NAD in that namespace); under namespaceIsolation either form must name
 // the pod's own namespace or a global one (a bare name counts as steerNamespace, so it is
 // refused too: Multus v4 checks neither form). A pod can never point it at a path on the node.
+// The annotation replaces delegates[0] as well as clusterNetwork; delegates[1:] stay, as in
+// Multus.
 package engine

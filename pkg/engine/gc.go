@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -70,6 +71,7 @@ func (e *Engine) GC(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs)
 		}
 		cr.log.Info("GC: deleted stale attachments", "attachments", len(entry.Attachments))
 	}
+	kept, errs = e.gcMultus(ctx, r, ids, valid, addConfig, cached, kept, errs)
 
 	// The valid attachments of each delegate network, by network name: plugins keep their
 	// state per name (host-local: one directory per name).
@@ -119,6 +121,49 @@ func (e *Engine) GC(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs)
 		return cniError(firstCode(types.ErrInternal, errs), "GC: %s", joinMessages(errs))
 	}
 	return nil
+}
+
+// gcMultus does for the containers only Multus' cache knows (pods Multus attached) what GC
+// does for Steer's: valid ones are kept and their attachments known, stale ones deleted.
+// Multus caches no CNI_IFNAME, so validity goes by container ID.
+func (e *Engine) gcMultus(ctx context.Context, r *request, steerIDs []string,
+	valid []types.GCAttachment, addConfig func([]byte), cached map[string]bool, kept []*cacheEntry, errs []error) ([]*cacheEntry, []error) {
+	ids, err := r.listMultusCache()
+	if err != nil {
+		return kept, append(errs, err)
+	}
+	validID := map[string]bool{}
+	for _, v := range valid {
+		validID[v.ContainerID] = true
+	}
+	mr := r.forMultus()
+	for _, id := range ids {
+		if slices.Contains(steerIDs, id) {
+			continue // Steer's entry wins, as in DEL
+		}
+		entry, rerr := mr.readMultusCache(id, r.multusIfName(id))
+		if rerr != nil {
+			errs = append(errs, rerr) // never delete what we cannot read
+			continue
+		}
+		for _, a := range entry.Attachments {
+			addConfig(a.Config)
+		}
+		if validID[id] || time.Since(entry.modTime) < addGrace {
+			kept = append(kept, entry)
+			cached[id] = true
+			continue
+		}
+		cr := *mr
+		cr.containerID = id
+		cr.log = r.log.With("container", shortID(id))
+		if terr := e.teardown(ctx, &cr, entry, ""); terr != nil {
+			errs = append(errs, fmt.Errorf("stale container %s (multus cache): %w", shortID(id), terr))
+			continue
+		}
+		cr.log.Info("GC: deleted stale attachments from Multus' cache", "attachments", len(entry.Attachments))
+	}
+	return kept, errs
 }
 
 // validAttachments reads cni.dev/valid-attachments (or the spec's first spelling,

@@ -35,6 +35,7 @@ type fakeExec struct {
 
 type fakeCall struct {
 	Cmd, Type, IfName, ContainerID string
+	Args                           string // CNI_ARGS
 	Stdin                          []byte
 }
 
@@ -50,7 +51,7 @@ func (f *fakeExec) ExecPlugin(_ context.Context, path string, stdin []byte, envi
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	c := fakeCall{Cmd: env["CNI_COMMAND"], Type: filepath.Base(path), IfName: env["CNI_IFNAME"], ContainerID: env["CNI_CONTAINERID"], Stdin: stdin}
+	c := fakeCall{Cmd: env["CNI_COMMAND"], Type: filepath.Base(path), IfName: env["CNI_IFNAME"], ContainerID: env["CNI_CONTAINERID"], Args: env["CNI_ARGS"], Stdin: stdin}
 	f.calls = append(f.calls, c)
 	if f.fail[c.String()] {
 		return nil, types.NewError(types.ErrTryAgainLater, c.String()+" failed on purpose", "")

@@ -29,7 +29,9 @@ type attachment struct {
 	conf    []byte
 	net     *delegate.Network
 	capArgs map[string]any
-	policy  netconf.Policy
+	// args are CNI_ARGS of this delegate's ADD only, after the request's (Multus' MAC=, IP=).
+	args   [][2]string
+	policy netconf.Policy
 	// gateways is the selection element's default-route.
 	gateways []net.IP
 	result   *current.Result
@@ -125,15 +127,16 @@ func (e *Engine) primary(ctx context.Context, r *request, pod *k8s.Pod) (*attach
 	return a, nil
 }
 
-// primaryConf resolves the cluster network: delegates[0], the pod's default-network
-// annotation, or clusterNetwork. pod may be nil.
+// primaryConf resolves the cluster network: the pod's default-network annotation, else
+// delegates[0] or clusterNetwork. The annotation replaces delegates[0] too, as in Multus.
+// pod may be nil.
 func (e *Engine) primaryConf(ctx context.Context, r *request, pod *k8s.Pod) (string, []byte, error) {
 	switch {
+	case pod != nil && strings.TrimSpace(pod.Annotations[k8s.DefaultNetworkAnnotation]) != "":
+		return e.defaultNetworkOverride(ctx, r, pod)
 	case len(r.conf.Delegates) > 0:
 		name, err := confName(r.conf.Delegates[0])
 		return name, r.conf.Delegates[0], err
-	case pod != nil && strings.TrimSpace(pod.Annotations[k8s.DefaultNetworkAnnotation]) != "":
-		return e.defaultNetworkOverride(ctx, r, pod)
 	default:
 		return e.resolveRef(ctx, r, r.conf.ClusterNetwork)
 	}
@@ -231,8 +234,14 @@ func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod,
 		if a.policy, err = netconf.ResolvePolicy(nadConf, el); err != nil {
 			return nil, err
 		}
-		if a.capArgs, err = netconf.RuntimeConfig(*el, nadConf); err != nil {
+		var undeclared []string
+		if a.capArgs, undeclared, err = netconf.RuntimeConfig(*el, nadConf, r.conf.StrictCapabilities); err != nil {
 			return nil, err
+		}
+		if len(undeclared) > 0 {
+			r.log.Warn("selection asks for capabilities the network does not declare: accepted as Multus does (strictCapabilities refuses)",
+				"network", a.network, "fields", undeclared)
+			a.args = netconf.LegacyArgs(*el, undeclared)
 		}
 		if a.conf, err = netconf.MergeCNIArgs(nadConf, el.CNIArgs); err != nil {
 			return nil, withCode(types.ErrInvalidNetworkConfig, fmt.Sprintf("network %q", a.network), err)

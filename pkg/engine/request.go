@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -38,7 +39,10 @@ type request struct {
 	podNamespace, podName, podUID string
 	runner                        *delegate.Runner
 	store                         cacheStore
-	log                           *slog.Logger
+	// binDirs and exec make runners with another libcni cache (Multus').
+	binDirs []string
+	exec    invoke.Exec
+	log     *slog.Logger
 }
 
 // ValidateIdentity checks CNI_CONTAINERID and CNI_IFNAME (error code 4, naming the variable).
@@ -99,10 +103,12 @@ func (e *Engine) baseRequest(conf *netconf.Conf, args *skel.CmdArgs) *request {
 	runner := delegate.NewRunner(dirs, filepath.Join(conf.CNIDir, libcniCacheDir), e.exec)
 	runner.Timeout = conf.DelegateTimeout
 	return &request{
-		conf:   conf,
-		runner: runner,
-		store:  cacheStore{dir: conf.CNIDir},
-		log:    e.log,
+		conf:    conf,
+		runner:  runner,
+		store:   cacheStore{dir: conf.CNIDir},
+		binDirs: dirs,
+		exec:    e.exec,
+		log:     e.log,
 	}
 }
 

@@ -11,11 +11,13 @@ import (
 
 // Defaults of the plugin configuration.
 const (
-	DefaultConfDir    = "/etc/cni/multus/net.d"
-	DefaultCNIDir     = "/var/lib/cni/steer"
-	DefaultBinDir     = "/opt/cni/bin"
-	DefaultNamespace  = "kube-system"
-	DefaultAPITimeout = 10 * time.Second
+	DefaultConfDir = "/etc/cni/multus/net.d"
+	DefaultCNIDir  = "/var/lib/cni/steer"
+	// DefaultMultusCNIDir is Multus' own default cniDir, where it caches pods it attached.
+	DefaultMultusCNIDir = "/var/lib/cni/multus"
+	DefaultBinDir       = "/opt/cni/bin"
+	DefaultNamespace    = "kube-system"
+	DefaultAPITimeout   = 10 * time.Second
 	// DefaultDelegateTimeout bounds one delegate network's verb: long enough for slow IPAM,
 	// short enough that a hung plugin fails the ADD well before the kubelet gives up.
 	DefaultDelegateTimeout = time.Minute
@@ -39,6 +41,9 @@ type Conf struct {
 	ConfDir string
 	CNIDir  string
 	BinDir  string
+	// MultusCNIDir is where Multus cached the pods it attached, for DEL, CHECK and GC of
+	// pods created before Steer replaced it.
+	MultusCNIDir string
 
 	LogFile     string
 	LogLevel    string // lower case; "" leaves the logger's default
@@ -53,8 +58,11 @@ type Conf struct {
 
 	ReadinessIndicatorFile string
 	RetryDeleteOnError     bool
-	Capabilities           map[string]bool
-	RuntimeConfig          PluginRuntimeConfig
+	// StrictCapabilities refuses a selection element asking for a capability its network
+	// does not declare, instead of accepting it as Multus does.
+	StrictCapabilities bool
+	Capabilities       map[string]bool
+	RuntimeConfig      PluginRuntimeConfig
 
 	SocketPath string
 	// ThinFallback runs the engine in-process when the daemon's socket does not answer;
@@ -67,6 +75,8 @@ type Conf struct {
 	DelegateTimeout time.Duration
 	BPFFSRoot       string
 
+	// Warnings are what ParseConf accepted but the log should say (Multus warns there too).
+	Warnings []string
 	// Unknown holds the keys ParseConf does not know, as raw JSON.
 	Unknown map[string]json.RawMessage
 	// Raw is a copy of the bytes ParseConf was given.
@@ -120,6 +130,7 @@ func ParseConf(data []byte) (*Conf, error) {
 	c := &Conf{
 		ConfDir:          DefaultConfDir,
 		CNIDir:           DefaultCNIDir,
+		MultusCNIDir:     DefaultMultusCNIDir,
 		BinDir:           DefaultBinDir,
 		LogToStderr:      true,
 		GlobalNamespaces: []string{"default"},
@@ -142,12 +153,13 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"kubeconfig", &c.Kubeconfig}, {"clusterNetwork", &c.ClusterNetwork},
 		{"defaultNetworks", &c.DefaultNetworks}, {"delegates", &c.Delegates},
 		{"confDir", &c.ConfDir}, {"cniDir", &c.CNIDir}, {"binDir", &c.BinDir},
+		{"multusCNIDir", &c.MultusCNIDir},
 		{"logFile", &c.LogFile}, {"logLevel", &c.LogLevel}, {"logToStderr", &c.LogToStderr},
 		{"namespaceIsolation", &c.NamespaceIsolation}, {"globalNamespaces", &globalNS},
 		{"systemNamespaces", &c.SystemNamespaces},
 		{"multusNamespace", &multusNS}, {"steerNamespace", &steerNS},
 		{"readinessindicatorfile", &c.ReadinessIndicatorFile},
-		{"retryDeleteOnError", &c.RetryDeleteOnError},
+		{"retryDeleteOnError", &c.RetryDeleteOnError}, {"strictCapabilities", &c.StrictCapabilities},
 		{"capabilities", &c.Capabilities}, {"runtimeConfig", &runtimeConfig},
 		{"socketPath", &c.SocketPath}, {"thinFallback", &c.ThinFallback}, {"steering", &c.Steering},
 		{"apiTimeout", &apiTimeout}, {"delegateTimeout", &delegateTimeout}, {"bpffsRoot", &c.BPFFSRoot},
@@ -252,7 +264,9 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 	if c.LogLevel != "" {
 		c.LogLevel = strings.ToLower(c.LogLevel)
 		if !isLogLevel(c.LogLevel) {
-			return invalidError(`steer config: "logLevel": %q is not one of %s`, c.LogLevel, logLevelNames())
+			// Multus logs it and keeps its default level: refusing would fail every pod.
+			c.Warnings = append(c.Warnings, fmt.Sprintf(`steer config: "logLevel": %q is not one of %s; using the default level`, c.LogLevel, logLevelNames()))
+			c.LogLevel = ""
 		}
 	}
 	if err := c.setNamespace(multusNS, steerNS); err != nil {
@@ -268,7 +282,7 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 	for _, d := range []struct {
 		val *string
 		def string
-	}{{&c.ConfDir, DefaultConfDir}, {&c.CNIDir, DefaultCNIDir}, {&c.BinDir, DefaultBinDir}, {&c.BPFFSRoot, DefaultBPFFSRoot}} {
+	}{{&c.ConfDir, DefaultConfDir}, {&c.CNIDir, DefaultCNIDir}, {&c.MultusCNIDir, DefaultMultusCNIDir}, {&c.BinDir, DefaultBinDir}, {&c.BPFFSRoot, DefaultBPFFSRoot}} {
 		if *d.val == "" {
 			*d.val = d.def
 		}

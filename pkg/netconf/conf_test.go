@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ func TestParseConfDefaults(t *testing.T) {
 	}
 	want := &Conf{
 		CNIVersion: "1.0.0", Name: "steer", Type: "steer", ClusterNetwork: "flannel",
-		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, BinDir: DefaultBinDir,
+		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, MultusCNIDir: DefaultMultusCNIDir, BinDir: DefaultBinDir,
 		LogToStderr: true, GlobalNamespaces: []string{"default"}, SystemNamespaces: []string{"kube-system"},
 		Namespace: DefaultNamespace, Steering: true, APITimeout: DefaultAPITimeout, DelegateTimeout: DefaultDelegateTimeout, BPFFSRoot: DefaultBPFFSRoot,
 		Raw: in,
@@ -29,15 +30,27 @@ func TestParseConfDefaults(t *testing.T) {
 	}
 }
 
+// An unknown logLevel is a warning and the default level, as in Multus: refusing the config
+// failed every pod of the node.
+func TestParseConfUnknownLogLevel(t *testing.T) {
+	c, err := ParseConf([]byte(`{"clusterNetwork":"n","logLevel":"XXXX"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LogLevel != "" || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `"logLevel": "xxxx"`) {
+		t.Errorf("LogLevel %q, warnings %q", c.LogLevel, c.Warnings)
+	}
+}
+
 func TestParseConfAllKeys(t *testing.T) {
 	in := []byte(`{
 	  "cniVersion": "0.4.0", "name": "n", "type": "steer",
 	  "kubeconfig": "/k", "clusterNetwork": "/etc/cni/net.d/10-flannel.conflist",
 	  "defaultNetworks": ["mon"], "confDir": "/c", "cniDir": "/d", "binDir": "/b",
-	  "logFile": "/l", "logLevel": "VERBOSE", "logToStderr": false,
+	  "multusCNIDir": "/m", "logFile": "/l", "logLevel": "VERBOSE", "logToStderr": false,
 	  "namespaceIsolation": true, "globalNamespaces": " default , shared,, ",
 	  "systemNamespaces": [], "multusNamespace": "nets",
-	  "ReadinessIndicatorFile": "/run/ready", "retryDeleteOnError": true,
+	  "ReadinessIndicatorFile": "/run/ready", "retryDeleteOnError": true, "strictCapabilities": true,
 	  "capabilities": {"portMappings": true},
 	  "runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}],
 	                    "bandwidth": {"ingressRate": 5}, "io.kubernetes.cri.pod-annotations": {}},
@@ -54,6 +67,8 @@ func TestParseConfAllKeys(t *testing.T) {
 	}{
 		{"DefaultNetworks", c.DefaultNetworks, []string{"mon"}},
 		{"LogLevel", c.LogLevel, "verbose"},
+		{"MultusCNIDir", c.MultusCNIDir, "/m"},
+		{"StrictCapabilities", c.StrictCapabilities, true},
 		{"LogToStderr", c.LogToStderr, false},
 		{"GlobalNamespaces", c.GlobalNamespaces, []string{"default", "shared"}},
 		{"SystemNamespaces", c.SystemNamespaces, []string{}},
@@ -164,7 +179,7 @@ func TestParseConfErrors(t *testing.T) {
 		{"negative duration", `{"clusterNetwork":"n","apiTimeout":"-1s"}`, codeInvalid, []string{`"apiTimeout"`}},
 		{"numeric duration", `{"clusterNetwork":"n","apiTimeout":10}`, codeDecode, []string{`"apiTimeout"`}},
 		{"bad delegate timeout", `{"clusterNetwork":"n","delegateTimeout":"forever"}`, codeInvalid, []string{`"delegateTimeout"`, "forever"}},
-		{"bad logLevel", `{"clusterNetwork":"n","logLevel":"loud"}`, codeInvalid, []string{`"logLevel"`, "loud"}},
+		{"logLevel type", `{"clusterNetwork":"n","logLevel":3}`, codeDecode, []string{`"logLevel"`}},
 		{"relative bpffsRoot", `{"clusterNetwork":"n","bpffsRoot":"bpf"}`, codeInvalid, []string{`"bpffsRoot"`}},
 		{"relative socket", `{"clusterNetwork":"n","socketPath":"steerd.sock"}`, codeInvalid, []string{`"socketPath"`}},
 		{"namespaces disagree", `{"clusterNetwork":"n","steerNamespace":"a","multusNamespace":"b"}`, codeInvalid, []string{`"steerNamespace"`, `"multusNamespace"`}},

@@ -28,6 +28,7 @@
 //	  "defaultNetworks": ["monitoring"],
 //	  "confDir": "/etc/cni/multus/net.d",
 //	  "cniDir": "/var/lib/cni/steer",
+//	  "multusCNIDir": "/var/lib/cni/multus",
 //	  "binDir": "/opt/cni/bin",
 //	  "logFile": "/var/log/steer.log",
 //	  "logLevel": "verbose",
@@ -38,6 +39,7 @@
 //	  "steerNamespace": "kube-system",
 //	  "readinessindicatorfile": "/run/flannel/subnet.env",
 //	  "retryDeleteOnError": false,
+//	  "strictCapabilities": false,
 //	  "capabilities": {"portMappings": true, "bandwidth": true},
 //	  "socketPath": "/run/steer/steerd.sock",
 //	  "steering": true,
@@ -56,15 +58,18 @@
 //     systemNamespaces, after clusterNetwork and before the annotation's.
 //     Only used with clusterNetwork, as in Multus.
 //   - delegates: inline CNI configs (objects with "type", or "plugins"); the
-//     first is the primary network. Kept as raw bytes.
+//     first is the primary network, unless the pod's
+//     v1.multus-cni.io/default-network annotation names another (as in
+//     Multus; read only with a kubeconfig). Kept as raw bytes.
 //   - confDir: where NADs without spec.config and on-disk networks are looked
 //     up. Default /etc/cni/multus/net.d.
 //   - cniDir: where the plugin caches delegate state for DEL. Default
 //     /var/lib/cni/steer (Multus uses /var/lib/cni/multus).
 //   - binDir: where delegate plugin binaries are. Default /opt/cni/bin.
 //   - logFile, logLevel, logToStderr: logging. logLevel is one of debug,
-//     verbose, info, warning, error, panic (any case); logToStderr defaults
-//     to true, as in Multus.
+//     verbose, info, warning, error, panic (any case); another string is
+//     logged as a warning and the default level (info) used, as Multus keeps
+//     its default; logToStderr defaults to true, as in Multus.
 //   - namespaceIsolation: pods may only use NADs of their own namespace and
 //     of globalNamespaces, in the selection and in the default-network
 //     annotation (whose bare names are NADs of steerNamespace).
@@ -85,6 +90,10 @@
 //
 // Steer's own keys:
 //
+//   - strictCapabilities: refuse (code 7) a selection element asking for a
+//     capability (ips, mac, portMappings, bandwidth, infiniband-guid) that no
+//     plugin of its network declares, instead of accepting it with a warning
+//     as Multus does (see the selection annotation below). Default false.
 //   - socketPath: absolute path of steerd's unix socket (thick mode). Empty:
 //     thin mode, the plugin does all the work itself. With a socketPath,
 //     clusterNetwork and delegates may be left to steerd.
@@ -100,6 +109,11 @@
 //     IPAM must not hang the pod's sandbox forever). Default "1m".
 //   - bpffsRoot: absolute path where programs and maps are pinned. Default
 //     /sys/fs/bpf/steer.
+//   - multusCNIDir: Multus' cniDir, where Multus cached the pods it attached
+//     before Steer replaced it. DEL, CHECK and GC of a container Steer has no
+//     cache for use Multus' file there, as Multus would. Default
+//     /var/lib/cni/multus (Multus' default); set it to Multus' "cniDir" if
+//     that was changed.
 //
 // Keys match case-insensitively, as they do in Multus (encoding/json), and
 // null keeps the default. Any other key is kept, raw, in Conf.Unknown, and
@@ -152,9 +166,16 @@
 //   - steer: per-pod override of the network's Steer policy (below).
 //
 // Unknown element keys are ignored, as in Multus. The annotation may not be
-// larger than 64 KiB. A capability is only passed when a plugin of the
-// network declares it; otherwise RuntimeConfig fails instead of silently
-// dropping the request as libcni would.
+// larger than 64 KiB. A capability is only passed in runtimeConfig when a
+// plugin of the network declares it (libcni drops the others). As in
+// Multus, an element asking for one that is not declared is accepted with a
+// warning in the log, and an undeclared mac or ips reaches the delegate's
+// ADD in CNI_ARGS: MAC=<mac>, IP=<ips joined by ","> (Multus' older way,
+// which static IPAM still reads); DEL and CHECK do not get them. Multus adds
+// them for declared capabilities too; Steer does not, since runtimeConfig
+// then carries the value and host-local refuses IP=<a>,<b>. With
+// "strictCapabilities": true, an undeclared capability fails the ADD
+// instead (code 7).
 //
 // # Steer policy
 //

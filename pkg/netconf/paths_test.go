@@ -19,6 +19,7 @@ func TestParseConfPaths(t *testing.T) {
 		{`"bpffsRoot":"/sys/fs/bpf/../x"`, `not a clean path`},
 		{`"confDir":"net.d"`, `"confDir"`},
 		{`"binDir":"."`, `"binDir"`},
+		{`"multusCNIDir":"multus"`, `"multusCNIDir"`},
 		{`"logFile":"steer.log"`, `"logFile"`},
 		{`"kubeconfig":"kc"`, `"kubeconfig"`},
 		{`"readinessindicatorfile":"ready"`, `"readinessindicatorfile"`},

@@ -3,7 +3,9 @@ package netconf
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // RuntimeConfig returns the CNI capability arguments (libcni's
@@ -16,22 +18,28 @@ import (
 //	infiniband-guid -> "infinibandGUID"
 //	deviceID        -> "deviceID" (only when declared, as Multus)
 //
-// libcni silently drops a capability no plugin declares; a pod that asked
-// for a static IP or MAC and did not get it is worse than a pod that fails,
-// so that is an error here (*types.Error, code 7, naming the capability).
-// deviceID is the exception: Multus also feeds it to plugins through the
-// config, so an undeclared one is ignored. The map is never nil.
-func RuntimeConfig(elem NetworkSelectionElement, conf []byte) (map[string]any, error) {
+// libcni silently drops a capability no plugin declares. Multus accepts such
+// an element (and passes its ips and mac in CNI_ARGS, see LegacyArgs), so by
+// default the undeclared capability is left out and its selection field
+// returned in undeclared, for a warning. With strict, a pod that asked for a
+// static IP or MAC and would not get it fails instead (*types.Error, code 7,
+// naming the capability). deviceID is never refused: Multus also feeds it to
+// plugins through the config. The map is never nil.
+func RuntimeConfig(elem NetworkSelectionElement, conf []byte, strict bool) (rc map[string]any, undeclared []string, err error) {
 	info, err := Inspect(conf)
 	if err != nil {
-		return nil, prefixError(fmt.Sprintf("network %q", elem.key()), err)
+		return nil, nil, prefixError(fmt.Sprintf("network %q", elem.key()), err)
 	}
-	rc := map[string]any{}
+	rc = map[string]any{}
 	want := func(field, capability string, set bool, val any) error {
 		if !set {
 			return nil
 		}
 		if !info.HasCapability(capability) {
+			if !strict {
+				undeclared = append(undeclared, field)
+				return nil
+			}
 			return invalidError(`network %q: the selection element sets %q, but no plugin in the network config declares the %q capability (declared: %s)`,
 				elem.key(), field, capability, info.capabilityList())
 		}
@@ -50,13 +58,30 @@ func RuntimeConfig(elem NetworkSelectionElement, conf []byte) (map[string]any, e
 		{"infiniband-guid", "infinibandGUID", elem.InfinibandGUID != "", elem.InfinibandGUID},
 	} {
 		if err := want(c.field, c.capability, c.set, c.val); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if elem.DeviceID != "" && info.HasCapability("deviceID") {
 		rc["deviceID"] = elem.DeviceID
 	}
-	return rc, nil
+	return rc, undeclared, nil
+}
+
+// LegacyArgs are the CNI_ARGS Multus adds to a delegate's ADD for the
+// element's mac and ips (its pre-capability way, which e.g. static IPAM
+// still reads): MAC=<mac>, then IP=<ips joined by ",">. Only the fields in
+// undeclared get one: Multus adds them even when the capability is declared,
+// but then runtimeConfig already carries the value, and host-local refuses
+// IP=<a>,<b> as one address.
+func LegacyArgs(elem NetworkSelectionElement, undeclared []string) [][2]string {
+	var out [][2]string
+	if elem.MAC != "" && slices.Contains(undeclared, "mac") {
+		out = append(out, [2]string{"MAC", elem.MAC})
+	}
+	if len(elem.IPs) > 0 && slices.Contains(undeclared, "ips") {
+		out = append(out, [2]string{"IP", strings.Join(elem.IPs, ",")})
+	}
+	return out
 }
 
 // MergeCNIArgs merges a selection element's cni-args into the network's

@@ -18,7 +18,7 @@ func TestRuntimeConfig(t *testing.T) {
 		Bandwidth:      &Bandwidth{IngressRate: 9},
 		InfinibandGUID: "c2:11:22:33:44:55:66:77", DeviceID: "0000:03:00.1",
 	}
-	got, err := RuntimeConfig(elem, conf)
+	got, _, err := RuntimeConfig(elem, conf, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,12 +34,12 @@ func TestRuntimeConfig(t *testing.T) {
 		t.Errorf("portMappings encode as %s", b)
 	}
 
-	empty, err := RuntimeConfig(NetworkSelectionElement{Name: "x", Namespace: "ns"}, []byte(`{"type":"macvlan"}`))
+	empty, _, err := RuntimeConfig(NetworkSelectionElement{Name: "x", Namespace: "ns"}, []byte(`{"type":"macvlan"}`), true)
 	if err != nil || empty == nil || len(empty) != 0 {
 		t.Errorf("nothing requested: %v, %v", empty, err)
 	}
 	// deviceID without the capability is dropped, not an error (Multus).
-	rc, err := RuntimeConfig(NetworkSelectionElement{Name: "x", Namespace: "ns", DeviceID: "d"}, []byte(`{"type":"sriov"}`))
+	rc, _, err := RuntimeConfig(NetworkSelectionElement{Name: "x", Namespace: "ns", DeviceID: "d"}, []byte(`{"type":"sriov"}`), true)
 	if err != nil || len(rc) != 0 {
 		t.Errorf("undeclared deviceID: %v, %v", rc, err)
 	}
@@ -61,14 +61,48 @@ func TestRuntimeConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := base
 			tc.mutate(&e)
-			_, err := RuntimeConfig(e, single)
+			_, _, err := RuntimeConfig(e, single, true)
 			checkErr(t, err, codeInvalid, tc.want...)
 		})
 	}
-	_, err := RuntimeConfig(NetworkSelectionElement{Name: "a", Namespace: "b", IPs: []string{"10.0.0.1"}}, []byte(`{"type":"a"}`))
+	_, _, err := RuntimeConfig(NetworkSelectionElement{Name: "a", Namespace: "b", IPs: []string{"10.0.0.1"}}, []byte(`{"type":"a"}`), true)
 	checkErr(t, err, codeInvalid, `"ips"`, "none")
-	_, err = RuntimeConfig(base, []byte(`{`))
+	_, _, err = RuntimeConfig(base, []byte(`{`), true)
 	checkErr(t, err, codeDecode, `"ns/lan"`)
+}
+
+// Without strict, an undeclared capability is accepted as Multus does: left out of the
+// capability arguments (libcni drops it anyway) and reported for a warning.
+func TestRuntimeConfigLenient(t *testing.T) {
+	single := []byte(`{"name":"lan","type":"macvlan","capabilities":{"ips":true}}`)
+	elem := NetworkSelectionElement{Name: "lan", Namespace: "ns", IPs: []string{"10.0.0.5/24"}, MAC: "02:00:00:00:00:01",
+		PortMappings: []PortMapping{{HostPort: 1, ContainerPort: 2}}, Bandwidth: &Bandwidth{IngressRate: 9}}
+	rc, undeclared, err := RuntimeConfig(elem, single, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rc, map[string]any{"ips": elem.IPs}) || !reflect.DeepEqual(undeclared, []string{"mac", "portMappings", "bandwidth"}) {
+		t.Errorf("rc %v, undeclared %v", rc, undeclared)
+	}
+	_, _, err = RuntimeConfig(elem, []byte(`{`), false)
+	checkErr(t, err, codeDecode, `"ns/lan"`)
+}
+
+// Multus' DelegateAdd: MAC first, then the IPs joined by commas; here only for undeclared
+// capabilities.
+func TestLegacyArgs(t *testing.T) {
+	elem := NetworkSelectionElement{IPs: []string{"10.0.0.5/24", "fd00::5/64"}, MAC: "02:00:00:00:00:01"}
+	got := LegacyArgs(elem, []string{"portMappings", "ips", "mac"})
+	want := [][2]string{{"MAC", "02:00:00:00:00:01"}, {"IP", "10.0.0.5/24,fd00::5/64"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got := LegacyArgs(elem, []string{"ips"}); !reflect.DeepEqual(got, want[1:]) {
+		t.Errorf("mac declared: %v", got)
+	}
+	if got := LegacyArgs(elem, nil); got != nil {
+		t.Errorf("all declared: %v", got)
+	}
 }
 
 func TestMergeCNIArgs(t *testing.T) {
