@@ -84,23 +84,26 @@ func (k *Kubelet) Add(ctx context.Context, p *Pod) (res types.Result, err error)
 
 // Del runs CNI DEL for the pod's sandbox.
 func (k *Kubelet) Del(ctx context.Context, p *Pod) error {
-	list, rt, err := k.cni(p)
-	if err != nil {
-		return err
-	}
-	return k.NodeNS.Do(func(ns.NetNS) error {
-		return libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec).DelNetworkList(ctx, list, rt)
+	return k.verb(p, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+		return c.DelNetworkList(ctx, list, rt)
 	})
 }
 
 // Check runs CNI CHECK for the pod's sandbox.
 func (k *Kubelet) Check(ctx context.Context, p *Pod) error {
+	return k.verb(p, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+		return c.CheckNetworkList(ctx, list, rt)
+	})
+}
+
+// verb runs a CNI verb for the pod's sandbox from the node's namespace, as the runtime does.
+func (k *Kubelet) verb(p *Pod, run func(*libcni.CNIConfig, *libcni.NetworkConfigList, *libcni.RuntimeConf) error) error {
 	list, rt, err := k.cni(p)
 	if err != nil {
 		return err
 	}
 	return k.NodeNS.Do(func(ns.NetNS) error {
-		return libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec).CheckNetworkList(ctx, list, rt)
+		return run(libcni.NewCNIConfigWithCacheDir([]string{k.Host.BinDir()}, k.Host.RuntimeDir(), k.Exec), list, rt)
 	})
 }
 

@@ -43,6 +43,15 @@ func (e *kubeEnv) applyAutoNADs(t *testing.T) {
 	}
 }
 
+// runServer runs a pod on node-a with the runtime's sysctls applied and the echo servers up.
+func (e *kubeEnv) runServer(t *testing.T, name, networks string) *Pod {
+	t.Helper()
+	pod := e.run(t, 0, name, networks)
+	runtimeSysctls(t, pod)
+	startEcho(t, pod)
+	return pod
+}
+
 // runtimeSysctls applies what a pod's securityContext.sysctls would, after CNI ADD as runtimes
 // do: strict reverse-path filtering for the whole pod.
 func runtimeSysctls(t *testing.T, pod *Pod) {
@@ -92,18 +101,14 @@ func TestZeroConfSingleStackPrimary(t *testing.T) {
 				t.Run(modeName(steer), func(t *testing.T) {
 					e := newKubeEnvOf(t, steer, fams)
 					e.applyAutoNADs(t)
-					pod := e.run(t, 0, "web", "dmz-auto")
-					runtimeSysctls(t, pod)
-					startEcho(t, pod)
+					pod := e.runServer(t, "web", "dmz-auto")
 					a4, a6 := podAddrs(t, pod, "net1")
 					expectProbes(t, e.topo, "lanhost", true, a4, a6)
 					expectProbes(t, e.topo, "client", steer, a4, a6)
 					if !steer {
 						return
 					}
-					listed := e.run(t, 0, "listed", "dmz-routes")
-					runtimeSysctls(t, listed)
-					startEcho(t, listed)
+					listed := e.runServer(t, "listed", "dmz-routes")
 					l4, l6 := podAddrs(t, listed, "net1")
 					expectProbes(t, e.topo, "client", true, l4, l6)
 					routes := defaultRoutes6(t, pod)
@@ -125,9 +130,7 @@ func TestZeroConfSingleStackPrimary(t *testing.T) {
 func TestZeroConfTwoSecondaries(t *testing.T) {
 	e := newKubeEnvOf(t, true, IPv4Only)
 	e.applyAutoNADs(t)
-	pod := e.run(t, 0, "two", "dmz-auto,mgmt-auto")
-	runtimeSysctls(t, pod)
-	startEcho(t, pod)
+	pod := e.runServer(t, "two", "dmz-auto,mgmt-auto")
 	d4, d6 := podAddrs(t, pod, "net1")
 	m4, m6 := podAddrs(t, pod, "net2")
 	expectProbes(t, e.topo, "client", true, d4, d6, m4, m6)
