@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -281,8 +280,10 @@ func directOnce(b *testing.B, n *cninode.Node, runner *delegate.Runner, confs []
 	s.del = append(s.del, elapsedDel)
 }
 
+// newNS and destroyNS go through nstest, whose lock keeps parallel test binaries from stacking
+// /run/netns mounts (a namespace made in between could not be removed).
 func newNS(b *testing.B) ns.NetNS {
-	n, err := testutils.NewNS()
+	n, err := nstest.Create()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -291,7 +292,7 @@ func newNS(b *testing.B) ns.NetNS {
 
 func destroyNS(b *testing.B, n ns.NetNS) {
 	_ = n.Close()
-	if err := testutils.UnmountNS(n); err != nil {
+	if err := nstest.RemoveNS(n.Path()); err != nil {
 		b.Error(err)
 	}
 }

@@ -59,6 +59,10 @@ func NewNS(t testing.TB) ns.NetNS {
 	return n
 }
 
+// Create makes a network namespace whose removal (RemoveNS) is the caller's, for loops that
+// make and remove many within one test.
+func Create() (ns.NetNS, error) { return newNSLocked() }
+
 // nsLockFile serialises namespace creation across test binaries (go test runs packages in
 // parallel).
 const nsLockFile = "/run/steer-nstest.lock"
