@@ -43,8 +43,11 @@ type thickEnv struct {
 	steerd [2]*Steerd
 }
 
-func newThickEnv(t *testing.T) *thickEnv {
-	e := &thickEnv{kubeEnv: newKubeEnv(t, true), layout: nstest.BPFRoot(t)}
+func newThickEnv(t *testing.T) *thickEnv { return newThickEnvOf(t, DualStack) }
+
+// newThickEnvOf is newThickEnv with a primary network of the given address families.
+func newThickEnvOf(t *testing.T, fams Families) *thickEnv {
+	e := &thickEnv{kubeEnv: newKubeEnvOf(t, true, fams), layout: nstest.BPFRoot(t)}
 	for i, k := range e.kubelets {
 		e.hosts[i] = k.Host
 		// The thin-mode config newKubeEnv installed is replaced by steerd's.

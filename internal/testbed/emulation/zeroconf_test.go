@@ -61,30 +61,36 @@ func runtimeSysctls(t *testing.T, pod *Pod) {
 	}
 }
 
-// podAddrs returns the global addresses of ifname in the pod, IPv4 then IPv6.
-func podAddrs(t *testing.T, pod *Pod, ifname string) (a4, a6 netip.Addr) {
+// globalAddrs returns the global addresses of ifname in the pod.
+func globalAddrs(t *testing.T, pod *Pod, ifname string) []netip.Addr {
 	t.Helper()
 	out, err := pod.Exec(context.Background(), "ip", "-o", "addr", "show", "dev", ifname, "scope", "global")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var addrs []netip.Addr
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
+		if f := strings.Fields(line); len(f) >= 4 {
+			if p, err := netip.ParsePrefix(f[3]); err == nil {
+				addrs = append(addrs, p.Addr())
+			}
 		}
-		p, err := netip.ParsePrefix(f[3])
-		if err != nil {
-			continue
-		}
-		if p.Addr().Is4() {
-			a4 = p.Addr()
+	}
+	return addrs
+}
+
+// podAddrs returns the global IPv4 and IPv6 address of ifname in the pod; it needs both.
+func podAddrs(t *testing.T, pod *Pod, ifname string) (a4, a6 netip.Addr) {
+	t.Helper()
+	for _, a := range globalAddrs(t, pod, ifname) {
+		if a.Is4() {
+			a4 = a
 		} else {
-			a6 = p.Addr()
+			a6 = a
 		}
 	}
 	if !a4.IsValid() || !a6.IsValid() {
-		t.Fatalf("%s of pod %s has addresses %q, want IPv4 and IPv6", ifname, pod.Name, out)
+		t.Fatalf("%s of pod %s: want an IPv4 and an IPv6 address", ifname, pod.Name)
 	}
 	return a4, a6
 }
@@ -222,55 +228,66 @@ func TestZeroConfMulticastTwoSecondaries(t *testing.T) {
 }
 
 // TestDefaultRouteOnSecondary: the selection moves the pod's default routes to net1 (Multus
-// users do this and lose the cluster network). Requests reaching the pod through eth0 — from a
-// pod and from a host on the other node — are answered through eth0, and the remote DMZ client
-// is answered through net1, all at once. Without Steer the cluster side breaks.
+// users do this and lose the cluster network), on a dual-stack and an IPv4-only cluster.
+// Requests reaching the pod through eth0 — from a pod and from a host on the other node — are
+// answered through eth0, and the remote DMZ client is answered through net1, all at once.
+// Without Steer the cluster side breaks.
 func TestDefaultRouteOnSecondary(t *testing.T) {
-	for _, steer := range modes() {
-		t.Run(modeName(steer), func(t *testing.T) {
-			e := newKubeEnv(t, steer)
-			e.applyAutoNADs(t)
-			pod := e.run(t, 0, "gw", fmt.Sprintf(`[{"name":"dmz-auto","default-route":[%q,%q]}]`, RouterDMZ4, RouterDMZ6))
-			runtimeSysctls(t, pod)
-			other := e.run(t, 1, "other", "")
-			startEcho(t, pod)
-			e4, e6 := podAddrs(t, pod, "eth0")
-			n4, n6 := podAddrs(t, pod, "net1")
-			ctx := context.Background()
-			// Each pod reaches its own node's bridge either way; waiting for that lets the bridge
-			// that the first pod of a node brings up finish IPv6 duplicate address detection.
-			for _, a := range []netip.Addr{e4, e6} {
-				if err := waitPing(ctx, e.topo.Nodes[0].Name(), a); err != nil {
-					t.Fatalf("node-a to its pod's eth0 %s: %v", a, err)
-				}
+	for _, fams := range []Families{DualStack, IPv4Only} {
+		t.Run(fams.String(), func(t *testing.T) {
+			for _, steer := range modes() {
+				t.Run(modeName(steer), func(t *testing.T) {
+					e := newKubeEnvOf(t, steer, fams)
+					e.applyAutoNADs(t)
+					expectDefaultRouteOnSecondary(t, e, steer)
+				})
 			}
-			for _, gw := range []netip.Addr{PodCIDR4[1].Addr().Next(), PodCIDR6[1].Addr().Next()} {
-				if err := waitPing(ctx, other.NS.Name(), gw); err != nil {
-					t.Fatalf("pod on node-b to its bridge %s: %v", gw, err)
-				}
-			}
-			for _, a := range []netip.Addr{e4, e6} {
-				for _, p := range []Probe{ICMP, TCP, UDP} {
-					for _, from := range []struct {
-						name string
-						run  func() error
-					}{
-						{"pod on the other node", func() error { return p.Run(ctx, other.NS, other.NS.Name(), a) }},
-						{"host of the other node", func() error { return p.Run(ctx, e.topo.Nodes[1], e.topo.Nodes[1].Name(), a) }},
-					} {
-						err := from.run()
-						switch {
-						case steer && err != nil:
-							t.Errorf("%s from the %s to eth0 %s: %v", p, from.name, a, err)
-						case !steer && err == nil:
-							t.Errorf("%s from the %s to eth0 %s worked without Steer: the emulation does not show the problem", p, from.name, a)
-						}
-					}
-				}
-			}
-			expectProbes(t, e.topo, "client", true, n4, n6)
 		})
 	}
+}
+
+// expectDefaultRouteOnSecondary runs TestDefaultRouteOnSecondary's case in e (thin or thick,
+// the auto NADs applied).
+func expectDefaultRouteOnSecondary(t *testing.T, e *kubeEnv, steer bool) {
+	pod := e.runServer(t, "gw", fmt.Sprintf(`[{"name":"dmz-auto","default-route":[%q,%q]}]`, RouterDMZ4, RouterDMZ6))
+	other := e.run(t, 1, "other", "")
+	primary := globalAddrs(t, pod, "eth0")
+	n4, n6 := podAddrs(t, pod, "net1")
+	ctx := context.Background()
+	// Each pod reaches its own node's bridge either way; waiting for that lets the bridge that
+	// the first pod of a node brings up finish IPv6 duplicate address detection.
+	for _, a := range primary {
+		if err := waitPing(ctx, e.topo.Nodes[0].Name(), a); err != nil {
+			t.Fatalf("node-a to its pod's eth0 %s: %v", a, err)
+		}
+		gw := PodCIDR4[1].Addr().Next()
+		if a.Is6() {
+			gw = PodCIDR6[1].Addr().Next()
+		}
+		if err := waitPing(ctx, other.NS.Name(), gw); err != nil {
+			t.Fatalf("pod on node-b to its bridge %s: %v", gw, err)
+		}
+	}
+	for _, a := range primary {
+		for _, p := range []Probe{ICMP, TCP, UDP} {
+			for _, from := range []struct {
+				name string
+				run  func() error
+			}{
+				{"pod on the other node", func() error { return p.Run(ctx, other.NS, other.NS.Name(), a) }},
+				{"host of the other node", func() error { return p.Run(ctx, e.topo.Nodes[1], e.topo.Nodes[1].Name(), a) }},
+			} {
+				err := from.run()
+				switch {
+				case steer && err != nil:
+					t.Errorf("%s from the %s to eth0 %s: %v", p, from.name, a, err)
+				case !steer && err == nil:
+					t.Errorf("%s from the %s to eth0 %s worked without Steer: the emulation does not show the problem", p, from.name, a)
+				}
+			}
+		}
+	}
+	expectProbes(t, e.topo, "client", true, n4, n6)
 }
 
 // TestCheckCoversDataplane: CHECK passes after ADD, and fails naming what is missing once a
@@ -332,4 +349,36 @@ func defaultRoutes6(t *testing.T, pod *Pod) string {
 		t.Fatal(err)
 	}
 	return routes
+}
+
+// TestZeroConfThick: the same defaults in thick mode (steerd does the work), on an IPv4-only
+// cluster with no Steer key: two secondaries answered on both families (IPv6 through the
+// fallback route and pinning), multicast through the first secondary only, CHECK passing, and
+// default-route moved to net1.
+func TestZeroConfThick(t *testing.T) {
+	e := newThickEnvOf(t, IPv4Only)
+	e.applyAutoNADs(t)
+	pod := e.runServer(t, "two", "dmz-auto,mgmt-auto")
+	d4, d6 := podAddrs(t, pod, "net1")
+	m4, m6 := podAddrs(t, pod, "net2")
+	expectProbes(t, e.topo, "client", true, d4, d6, m4, m6)
+	for _, g := range []netip.Addr{Group4, Group6} {
+		want := d4
+		if g.Is6() {
+			want = d6
+		}
+		router, err := JoinGroup(e.topo.Router, g, "dmz", "mgmt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SendGroup(pod.NS, g, 5); err != nil {
+			t.Fatal(err)
+		}
+		expectSources(t, "router on both LANs, group "+g.String(), router.Sources(listenFor), true, want)
+		router.Close()
+	}
+	if err := e.kubelets[0].Check(context.Background(), pod); err != nil {
+		t.Errorf("CHECK through steerd: %v", err)
+	}
+	expectDefaultRouteOnSecondary(t, e.kubeEnv, true)
 }
