@@ -142,17 +142,21 @@ func (s cacheStore) remove(containerID string) error {
 }
 
 // list returns the container IDs that have an entry.
-func (s cacheStore) list() ([]string, error) {
-	entries, err := os.ReadDir(s.dir)
+func (s cacheStore) list() ([]string, error) { return containerFiles(s.dir, ".json") }
+
+// containerFiles returns the container IDs named by the regular files of dir, each followed by
+// suffix; a missing dir has none.
+func containerFiles(dir, suffix string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list cache: %w", err)
+		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	var ids []string
 	for _, de := range entries {
-		id, ok := strings.CutSuffix(de.Name(), ".json")
+		id, ok := strings.CutSuffix(de.Name(), suffix)
 		if ok && de.Type().IsRegular() && bpffs.ValidContainerID(id) == nil {
 			ids = append(ids, id)
 		}

@@ -207,22 +207,7 @@ func TestGC(t *testing.T) {
 	if err := e.eng.GC(t.Context(), conf, args); err != nil {
 		t.Fatal(err)
 	}
-	var dels, gcs []string
-	valid := map[string]string{}
-	for _, c := range e.exec.calls {
-		switch c.Cmd {
-		case "DEL":
-			dels = append(dels, c.ContainerID+" "+c.String())
-		case "GC":
-			var m struct {
-				Name  string               `json:"name"`
-				Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
-			}
-			_ = json.Unmarshal(c.Stdin, &m)
-			gcs = append(gcs, c.Type)
-			valid[m.Name] = mustJSON(m.Valid)
-		}
-	}
+	dels, gcs, valid := gcCalls(e.exec)
 	wantDels := []string{"cid2 tuning DEL net2", "cid2 macvlan DEL net2", "cid2 macvlan DEL net1", "cid2 clusterplugin DEL eth0"}
 	if !slices.Equal(dels, wantDels) {
 		t.Errorf("DELs %v, want %v", dels, wantDels)
@@ -287,4 +272,25 @@ func TestStatus(t *testing.T) {
 	if te := cniCode(t, e.eng.Status(t.Context(), conf, args)); te.Code != types.ErrPluginNotAvailable {
 		t.Errorf("STATUS with a missing binary: %+v", te)
 	}
+}
+
+// gcCalls sorts what a GC made the delegates do: the DELs ("<container> <call>"), the plugin
+// types GC went to, and each network's valid attachments as JSON.
+func gcCalls(f *fakeExec) (dels, gcs []string, valid map[string]string) {
+	valid = map[string]string{}
+	for _, c := range f.calls {
+		switch c.Cmd {
+		case "DEL":
+			dels = append(dels, c.ContainerID+" "+c.String())
+		case "GC":
+			var m struct {
+				Name  string               `json:"name"`
+				Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
+			}
+			_ = json.Unmarshal(c.Stdin, &m)
+			gcs = append(gcs, c.Type)
+			valid[m.Name] = mustJSON(m.Valid)
+		}
+	}
+	return dels, gcs, valid
 }

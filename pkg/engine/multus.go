@@ -228,22 +228,7 @@ func removeMultusCache(path string) error {
 }
 
 // listMultusCache returns the container IDs Multus has a cache file for.
-func (r *request) listMultusCache() ([]string, error) {
-	entries, err := os.ReadDir(r.conf.MultusCNIDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list multus cache: %w", err)
-	}
-	var ids []string
-	for _, de := range entries {
-		if de.Type().IsRegular() && bpffs.ValidContainerID(de.Name()) == nil {
-			ids = append(ids, de.Name())
-		}
-	}
-	return ids, nil
-}
+func (r *request) listMultusCache() ([]string, error) { return containerFiles(r.conf.MultusCNIDir, "") }
 
 // multusIfName is the runtime's CNI_IFNAME of a container Multus attached, for GC, which
 // has none: the interface libcni cached for its first delegate, else eth0.

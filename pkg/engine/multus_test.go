@@ -225,21 +225,7 @@ func TestGCWithMultusCache(t *testing.T) {
 	if err := e.eng.GC(t.Context(), conf, e.args("", nil, gcArgs(t, conf.Raw, "cid1", "cidm"))); err != nil {
 		t.Fatal(err)
 	}
-	var dels []string
-	valid := map[string]string{}
-	for _, c := range e.exec.calls {
-		switch c.Cmd {
-		case "DEL":
-			dels = append(dels, c.ContainerID+" "+c.String())
-		case "GC":
-			var m struct {
-				Name  string               `json:"name"`
-				Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
-			}
-			_ = json.Unmarshal(c.Stdin, &m)
-			valid[m.Name] = mustJSON(m.Valid)
-		}
-	}
+	dels, _, valid := gcCalls(e.exec)
 	wantDels := []string{"cids tuning DEL ext0", "cids macvlan DEL ext0", "cids macvlan DEL net1", "cids clusterplugin DEL eth0"}
 	if !slices.Equal(dels, wantDels) {
 		t.Errorf("DELs %v, want %v", dels, wantDels)

@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/steernet/steer/pkg/steering"
 )
 
 // checkNamesFree fails when an interface ADD would create already exists in the pod netns.
@@ -104,7 +106,7 @@ func replaceDefaultRoute(h *netlink.Handle, ifName string, gw net.IP) error {
 		return fmt.Errorf("list routes: %w", err)
 	}
 	for _, r := range routes {
-		if isDefault(r.Dst) {
+		if steering.IsDefaultRoute(r.Dst) {
 			if err := h.RouteDel(&r); err != nil {
 				return fmt.Errorf("delete default route %s: %w", r, err)
 			}
@@ -120,20 +122,12 @@ func defaultDst(gw net.IP) *net.IPNet {
 	return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
 }
 
-func isDefault(dst *net.IPNet) bool {
-	if dst == nil {
-		return true // netlink reports a default route without Dst
-	}
-	ones, _ := dst.Mask.Size()
-	return ones == 0 && dst.IP.IsUnspecified()
-}
-
 // withoutDefault drops the default routes of gw's family.
 func withoutDefault(routes []*types.Route, gw net.IP) []*types.Route {
 	v4 := gw.To4() != nil
 	out := routes[:0:0]
 	for _, r := range routes {
-		if isDefault(&r.Dst) && (r.Dst.IP.To4() != nil) == v4 {
+		if steering.IsDefaultRoute(&r.Dst) && (r.Dst.IP.To4() != nil) == v4 {
 			continue
 		}
 		out = append(out, r)

@@ -70,7 +70,7 @@ func statusOf(network, ifName string, res *current.Result, isDefaultNet bool) k8
 		}
 	}
 	for _, r := range res.Routes {
-		if !isDefault(&r.Dst) {
+		if !steering.IsDefaultRoute(&r.Dst) {
 			continue
 		}
 		gw := r.GW

@@ -69,7 +69,7 @@ func defaultRoutes() (map[int][]int, error) {
 			return nil, fmt.Errorf("list routes: %w", err)
 		}
 		for _, r := range routes {
-			if r.Protocol == routeProtocol || !isDefaultDst(r.Dst) || r.Type != unix.RTN_UNICAST {
+			if r.Protocol == routeProtocol || !IsDefaultRoute(r.Dst) || r.Type != unix.RTN_UNICAST {
 				continue
 			}
 			if r.LinkIndex != 0 {
@@ -83,13 +83,14 @@ func defaultRoutes() (map[int][]int, error) {
 	return out, nil
 }
 
-// isDefaultDst: netlink reports a default route with no Dst, or with a /0 one.
-func isDefaultDst(dst *net.IPNet) bool {
+// IsDefaultRoute tells whether a route's destination is a default: netlink reports one with no
+// Dst, or with a /0 one.
+func IsDefaultRoute(dst *net.IPNet) bool {
 	if dst == nil {
 		return true
 	}
 	ones, _ := dst.Mask.Size()
-	return ones == 0
+	return ones == 0 && dst.IP.IsUnspecified()
 }
 
 // chooseFallbacks picks, for each family with no default route, the pinned secondary that
