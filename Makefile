@@ -10,12 +10,15 @@ GO ?= go
 BIN := bin
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(STEER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
+# helm renders and lints the chart in manifests' tests; its release is in manifests/tools.txt.
+HELM_VERSION := $(shell awk '$$1 == "helm" { print $$2 }' manifests/tools.txt)
+HELM := $(STEER_CACHE)/tools/helm-$(HELM_VERSION)
 APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils-ping ethtool tcpdump
 # Generated files that are committed: bpf2go output and the trimmed kernel header.
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries cni-plugins multus tools
@@ -38,12 +41,19 @@ cni-plugins:
 multus:
 	@hack/install-multus.sh
 
-tools: $(STATICCHECK)
+tools: $(STATICCHECK) $(HELM)
 $(STATICCHECK):
 	@echo "[deps] installing staticcheck $(STATICCHECK_VERSION)"
 	@mkdir -p $(dir $@) && tmp=$$(mktemp -d) && \
 		GOBIN=$$tmp CGO_ENABLED=0 $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) && \
 		mv $$tmp/staticcheck $@ && rm -rf $$tmp
+$(HELM):
+	@echo "[deps] building helm $(HELM_VERSION) (first time: a few minutes)"
+	@mkdir -p $(dir $@) && tmp=$$(mktemp -d) && major=$$(cut -d. -f1 <<<"$(HELM_VERSION)") && \
+		GOBIN=$$tmp CGO_ENABLED=0 $(GO) install -trimpath \
+			-ldflags="-s -w -X helm.sh/helm/$$major/internal/version.version=$(HELM_VERSION)" \
+			helm.sh/helm/$$major/cmd/helm@$(HELM_VERSION) && \
+		mv $$tmp/helm $@ && rm -rf $$tmp
 
 ## generate: regenerate the trimmed vmlinux.h (bpftool) and the bpf2go output
 generate:
@@ -61,9 +71,14 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-## image: the container image as a tarball (no Docker needed): bin/steer-image.tar
-image: build
+## image: the multi-arch image (linux/amd64, linux/arm64) as an OCI image layout tarball, no Docker
+## needed: bin/steer-image.tar (ctr -n k8s.io images import --all-platforms bin/steer-image.tar)
+image:
 	$(GO) run ./hack/mkimage -out $(BIN)/steer-image.tar
+
+## manifests: render manifests/steer.yaml, the kustomize manifests, from the Helm chart's defaults
+manifests: $(HELM)
+	$(GO) test -count=1 -run '^TestRenderedManifestsAreFresh$$' ./manifests -args -update
 
 ## lint: gofmt, go vet, staticcheck
 lint: $(STATICCHECK)

@@ -32,8 +32,8 @@ var crdResource = schema.GroupVersionResource{
 	Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions",
 }
 
-// installCRDs applies every CRD Steer ships (manifests/crd-*.yaml) with server-side apply and
-// waits until the apiserver serves them.
+// installCRDs applies every CRD Steer ships (manifests.CRDGlob: the Helm chart's crds/) with
+// server-side apply and waits until the apiserver serves them.
 func installCRDs(ctx context.Context, dyn dynamic.Interface, log *slog.Logger) error {
 	files, err := fs.Glob(manifests.FS, manifests.CRDGlob)
 	if err != nil {
