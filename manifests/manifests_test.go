@@ -198,6 +198,62 @@ func TestChart(t *testing.T) {
 	}
 }
 
+// TestHelmInstallUpgradeUninstall runs the chart's life cycle with the real helm against the
+// local apiserver: install (the CRD already there is kept), an upgrade to another image updates
+// the DaemonSet in place (the same object: its selector never changes), and uninstall removes
+// every object the release made but the CRD.
+func TestHelmInstallUpgradeUninstall(t *testing.T) {
+	cluster := kubetest.Cluster(t)
+	ns := kubetest.Namespace(t)
+	release := "steer-" + ns[strings.LastIndex(ns, "-")+1:]
+	kube := []string{"--kubeconfig", cluster.Kubeconfig(), "--namespace", ns}
+	client := cluster.Client()
+	home, bin := t.TempDir(), helmBinary(t)
+	t.Cleanup(func() {
+		// After a failure: the release's cluster-scoped objects outlive the namespace.
+		_, _ = runHelm(context.Background(), bin, home, append([]string{"uninstall", release, "--ignore-not-found"}, kube...)...)
+	})
+
+	if _, err := helm(t, append([]string{"install", release, chartDir}, kube...)...); err != nil {
+		t.Fatal(err)
+	}
+	installed, err := client.AppsV1().DaemonSets(ns).Get(t.Context(), release, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := installed.Spec.Template.Spec.Containers[0].Image; img != "steernet/steer:0.1.0" {
+		t.Errorf("installed image %s", img)
+	}
+
+	if _, err := helm(t, append([]string{"upgrade", release, chartDir, "--set", "image.tag=0.1.1"}, kube...)...); err != nil {
+		t.Fatal(err)
+	}
+	upgraded, err := client.AppsV1().DaemonSets(ns).Get(t.Context(), release, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upgraded.UID != installed.UID || upgraded.Generation <= installed.Generation {
+		t.Errorf("upgrade replaced the DaemonSet (uid %s -> %s, generation %d -> %d), want it updated in place",
+			installed.UID, upgraded.UID, installed.Generation, upgraded.Generation)
+	}
+	if img := upgraded.Spec.Template.Spec.Containers[0].Image; img != "steernet/steer:0.1.1" {
+		t.Errorf("upgraded image %s", img)
+	}
+
+	if _, err := helm(t, append([]string{"uninstall", release}, kube...)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.AppsV1().DaemonSets(ns).Get(t.Context(), release, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("DaemonSet after uninstall: %v", err)
+	}
+	if _, err := client.RbacV1().ClusterRoles().Get(t.Context(), release, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ClusterRole after uninstall: %v", err)
+	}
+	if _, err := newApplier(t, cluster.RESTConfig()).dyn.Resource(crdResource).Get(t.Context(), "network-attachment-definitions.k8s.cni.cncf.io", metav1.GetOptions{}); err != nil {
+		t.Errorf("the NAD CRD after uninstall: %v (Helm keeps CRDs)", err)
+	}
+}
+
 // TestChartRefusesBadValues: values the chart cannot honour fail the render with a message that
 // names them, instead of writing a node config that silently differs.
 func TestChartRefusesBadValues(t *testing.T) {
@@ -463,9 +519,12 @@ func (a *applier) installServiceMonitorCRD(t *testing.T) {
 // helm runs the helm `make deps` built, with its own empty config, cache and data directories.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	home := t.TempDir()
+	return runHelm(t.Context(), helmBinary(t), t.TempDir(), args...)
+}
+
+func runHelm(ctx context.Context, bin, home string, args ...string) (string, error) {
 	env := []string{"HELM_CACHE_HOME=" + home, "HELM_CONFIG_HOME=" + home, "HELM_DATA_HOME=" + home}
-	return runEnv(t, env, helmBinary(t), args...)
+	return runEnv(ctx, env, bin, args...)
 }
 
 // helmBinary is $STEER_CACHE/tools/helm-<version of tools.txt>, which `make deps` builds.
@@ -510,12 +569,11 @@ func kubectlBinary(t *testing.T) string {
 
 func run(t *testing.T, bin string, args ...string) (string, error) {
 	t.Helper()
-	return runEnv(t, nil, bin, args...)
+	return runEnv(t.Context(), nil, bin, args...)
 }
 
-func runEnv(t *testing.T, env []string, bin string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), bin, args...)
+func runEnv(ctx context.Context, env []string, bin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
