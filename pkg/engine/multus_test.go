@@ -302,6 +302,10 @@ func TestUndeclaredCapabilitiesAsMultus(t *testing.T) {
 			t.Errorf("%s: CNI_ARGS %q, runtimeConfig %s; want %q, %s", c, c.Args, mustJSON(in.RuntimeConfig), want, wantRC)
 		}
 	}
+	// One warning event on the pod, for the element asking for what its network lacks.
+	if len(e.api.events) != 1 || !strings.HasPrefix(e.api.events[0], `ns1/web UndeclaredCapability: network "ns1/a": the selection asks for ips, mac, bandwidth,`) {
+		t.Errorf("events %q", e.api.events)
+	}
 	// DEL gets the runtime's CNI_ARGS only, as from Multus.
 	e.exec.reset()
 	if err := e.eng.Del(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {

@@ -239,8 +239,9 @@ func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod,
 			return nil, err
 		}
 		if len(undeclared) > 0 {
-			r.log.Warn("selection asks for capabilities the network does not declare: accepted as Multus does (strictCapabilities refuses)",
-				"network", a.network, "fields", undeclared)
+			e.warnPod(ctx, r, pod, "UndeclaredCapability", fmt.Sprintf(
+				"network %q: the selection asks for %s, which no plugin of the network declares: passed on as Multus does (\"strictCapabilities\": true refuses it)",
+				a.network, strings.Join(undeclared, ", ")), "network", a.network, "fields", undeclared)
 			a.args = netconf.LegacyArgs(*el, undeclared)
 		}
 		if a.conf, err = netconf.MergeCNIArgs(nadConf, el.CNIArgs); err != nil {
