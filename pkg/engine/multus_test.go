@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,8 +103,10 @@ func TestDelFromMultusCache(t *testing.T) {
 	if fileExists(path) {
 		t.Error("Multus' cache file left")
 	}
+	// A second DEL has no cache left: as Multus', it deletes what the apiserver says the pod
+	// has (here the cluster network only), which is idempotent.
 	e.exec.reset()
-	if err := e.eng.Del(t.Context(), conf, args); err != nil || len(e.exec.seq("")) > 0 {
+	if err := e.eng.Del(t.Context(), conf, args); err != nil || !slices.Equal(e.exec.seq(""), []string{"steering DETACH ", "clusterplugin DEL eth0"}) {
 		t.Errorf("second DEL: %v, calls %v", err, e.exec.seq(""))
 	}
 }
@@ -315,5 +318,56 @@ func TestUndeclaredCapabilitiesAsMultus(t *testing.T) {
 		if c.Type != "steering" && c.Args != base {
 			t.Errorf("%s: CNI_ARGS %q", c, c.Args)
 		}
+	}
+}
+
+// DEL of a container with neither Steer's nor Multus' cache (a node whose caches were lost, a
+// DEL after the cache went) resolves the pod's networks from the apiserver, as Multus' DEL
+// does, and deletes each, last to first, on the names ADD gives them. Best effort, and DEL
+// always succeeds.
+func TestDelFromAPIServer(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	pod := e.addPod("ns1", "web", map[string]string{
+		k8s.NetworksAnnotation: `[{"name":"a"},{"name":"b","interface":"custom","mac":"02:11:22:33:44:55"}]`,
+	})
+	conf := e.conf(`,"defaultNetworks":["d1"]`)
+	del := func(pod *k8s.Pod) []string {
+		t.Helper()
+		e.exec.reset()
+		if err := e.eng.Del(t.Context(), conf, e.args("cidx", pod, conf.Raw)); err != nil {
+			t.Fatalf("DEL: %v", err)
+		}
+		return e.exec.seq("")
+	}
+	want := []string{"steering DETACH ", "tuning DEL custom", "macvlan DEL custom", "macvlan DEL net2", "dflt DEL net1", "clusterplugin DEL eth0"}
+	if got := del(pod); !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	for _, c := range e.exec.calls {
+		var in struct {
+			RuntimeConfig map[string]any `json:"runtimeConfig"`
+		}
+		_ = json.Unmarshal(c.Stdin, &in)
+		if c.Type == "macvlan" && c.IfName == "custom" && mustJSON(in.RuntimeConfig) != `{"mac":"02:11:22:33:44:55"}` {
+			t.Errorf("%s: runtimeConfig %s", c, mustJSON(in.RuntimeConfig))
+		}
+	}
+	// A selection that no longer resolves: the cluster and default networks still go.
+	e.addPod("ns1", "gone-nad", map[string]string{k8s.NetworksAnnotation: "a,missing"})
+	if got := del(e.api.pods["ns1/gone-nad"]); !slices.Equal(got, []string{"steering DETACH ", "dflt DEL net1", "clusterplugin DEL eth0"}) {
+		t.Errorf("calls with a missing NAD %v", got)
+	}
+	// The pod is gone, or is another pod of the same name, or the apiserver fails: its
+	// networks are unknown, nothing runs.
+	if got := del(&k8s.Pod{Namespace: "ns1", Name: "nobody", UID: "u"}); len(got) != 0 {
+		t.Errorf("calls for a pod that is gone %v", got)
+	}
+	if got := del(&k8s.Pod{Namespace: "ns1", Name: "web", UID: "another"}); len(got) != 0 {
+		t.Errorf("calls for another pod of the name %v", got)
+	}
+	e.api.err = errors.New("apiserver down")
+	if got := del(pod); len(got) != 0 {
+		t.Errorf("calls with the apiserver down %v", got)
 	}
 }
