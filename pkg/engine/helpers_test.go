@@ -232,6 +232,9 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) writeConf(file, conf string) {
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(e.dir, "net.d", file)), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(e.dir, "net.d", file), []byte(conf), 0o644); err != nil {
 		e.t.Fatal(err)
 	}

@@ -371,3 +371,50 @@ func TestDelFromAPIServer(t *testing.T) {
 		t.Errorf("calls with the apiserver down %v", got)
 	}
 }
+
+// auxiliaryCNIChainName as in Multus v4.3.0: passthru and the plugin files of the directory
+// named after it, beside the clusterNetwork file, run as one more network after the pod's.
+func TestAuxiliaryChain(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	cluster := filepath.Join(e.dir, "net.d", "10-cluster.conf")
+	e.writeConf("vendor-chain/20-second.conf", `{"type":"sbr","name":"s"}`)
+	e.writeConf("vendor-chain/10-first.conf", `{"type":"tuning","name":"t","sysctl":{"net.ipv4.conf.IFNAME.arp_filter":"1"}}`)
+	e.writeConf("vendor-chain/ignored.json", `{"type":"nope"}`)
+	conf := e.conf(fmt.Sprintf(`,"clusterNetwork":%q,"auxiliaryCNIChainName":"vendor-chain"`, cluster))
+	pod := e.addPod("ns1", "web", map[string]string{k8s.NetworksAnnotation: "a"})
+	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clusterplugin ADD eth0", "macvlan ADD net1", "passthru ADD net2", "tuning ADD net2", "sbr ADD net2", "steering ATTACH "}
+	if got := e.exec.seq(""); !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	for _, a := range e.dp.atts {
+		if a.IfName == "net2" && a.Policy.Steering {
+			t.Error("the auxiliary chain is steered")
+		}
+	}
+	e.exec.reset()
+	if err := e.eng.Del(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.seq("DEL"); !slices.Equal(got[:3], []string{"sbr DEL net2", "tuning DEL net2", "passthru DEL net2"}) {
+		t.Errorf("DEL calls %v", got)
+	}
+
+	// No plugin file: no chain. A clusterNetwork that is not a path: ADD fails, as in Multus.
+	e.exec.reset()
+	none := e.conf(fmt.Sprintf(`,"clusterNetwork":%q,"auxiliaryCNIChainName":"absent"`, cluster))
+	if _, err := e.eng.Add(t.Context(), none, e.args("cid2", pod, none.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.seq("ADD"); len(got) != 2 {
+		t.Errorf("calls without chain files %v", got)
+	}
+	named := e.conf(`,"auxiliaryCNIChainName":"vendor-chain"`)
+	_, err := e.eng.Add(t.Context(), named, e.args("cid3", pod, named.Raw))
+	if te := cniCode(t, err); te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, `"clusterNetwork" to be a config file path`) {
+		t.Errorf("ADD with a named clusterNetwork: %v", err)
+	}
+}

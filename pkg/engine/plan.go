@@ -84,6 +84,13 @@ func (e *Engine) plan(ctx context.Context, r *request, pod *k8s.Pod, pre *ahead)
 		}
 		atts = append(atts, selected...)
 	}
+	aux, err := r.auxChain(len(atts))
+	if err != nil {
+		return nil, err
+	}
+	if aux != nil {
+		atts = append(atts, aux)
+	}
 	if err := r.checkSteeredCount(atts); err != nil {
 		return nil, err
 	}
