@@ -162,7 +162,7 @@ func Render(c Config, primaryPath string, primary []byte) ([]byte, error) {
 		return nil, err
 	}
 	if _, err := netconf.ParseConf(pb); err != nil {
-		return nil, fmt.Errorf("Steer's config would be invalid: %w", err)
+		return nil, fmt.Errorf("the rendered config would be invalid: %w", err)
 	}
 	return b, nil
 }
