@@ -124,8 +124,14 @@ func newMultusNode(t *testing.T, topo *Topology, ns string) *multusNode {
 // run starts a pod on the node with the two NADs through whatever config the node has first.
 func (n *multusNode) run(t *testing.T, ns, name string) *Pod {
 	t.Helper()
+	return n.runWith(t, ns, name, "dmz-hl,mgmt-hl@mgmt")
+}
+
+// runWith is run with the pod's selection annotation.
+func (n *multusNode) runWith(t *testing.T, ns, name, networks string) *Pod {
+	t.Helper()
 	pod, err := n.kubelet.RunPod(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Namespace: ns, Annotations: map[string]string{k8s.NetworksAnnotation: "dmz-hl,mgmt-hl@mgmt"},
+		Name: name, Namespace: ns, Annotations: map[string]string{k8s.NetworksAnnotation: networks},
 	}})
 	if err != nil {
 		t.Fatalf("run %s: %v\nmultus log:\n%s", name, err, tail(filepath.Join(n.host.Dir, "multus.log")))
@@ -229,7 +235,8 @@ func watchFirstConfig(t *testing.T, dir string) func() []string {
 // every delegate's DEL runs (no address left in host-local's dirs), and Multus' cache goes.
 // New pods run under Steer and are steered. Steer is uninstalled (steerd uninstall): Multus'
 // config is back byte for byte, and a new pod runs and is deleted under Multus. Nothing is
-// left.
+// left. On the way, a selection asking for a capability its network does not declare works
+// under Steer as under Multus, with a Warning event.
 func TestReplaceMultusOnRunningNode(t *testing.T) {
 	topo := topology(t)
 	ns := kubetest.Namespace(t)
@@ -276,9 +283,19 @@ func TestReplaceMultusOnRunningNode(t *testing.T) {
 	}
 
 	// A new pod under Steer, its DMZ address answering the remote client through the router.
-	pod := n.run(t, ns, "new")
+	// Its selection asks for a MAC the DMZ's macvlan does not declare as a capability: as under
+	// Multus, macvlan gets it in CNI_ARGS (MAC=) and the pod starts, with an event saying so.
+	const mac = "02:00:00:00:5e:01"
+	pod := n.runWith(t, ns, "new", `[{"name":"dmz-hl","mac":"`+mac+`"},{"name":"mgmt-hl","interface":"mgmt"}]`)
 	startEcho(t, pod)
 	expectProbes(t, topo, "client", true, globalAddrs(t, pod, "net1")...)
+	if link, err := pod.Exec(ctx, "ip", "-o", "link", "show", "dev", "net1"); err != nil || !strings.Contains(link, mac) {
+		t.Errorf("net1 has not the MAC asked for: %v %s", err, link)
+	}
+	evs, err := kubetest.Cluster(t).Client().CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=new,reason=UndeclaredCapability"})
+	if err != nil || len(evs.Items) != 1 || evs.Items[0].Type != corev1.EventTypeWarning {
+		t.Errorf("UndeclaredCapability events: %v %+v", err, evs)
+	}
 	if _, err := os.Stat(filepath.Join(n.host.CNIDir(), pod.ContainerID+".json")); err != nil {
 		t.Errorf("the new pod is not Steer's: %v", err)
 	}
