@@ -20,32 +20,7 @@ func (e *Engine) delFromAPI(ctx context.Context, r *request) {
 		r.log.Debug("DEL: nothing cached")
 		return
 	}
-	pod, err := e.lookupPod(ctx, r)
-	if err != nil {
-		r.log.Info("DEL: nothing cached and the pod cannot be read: nothing to delete", "err", err)
-		return
-	}
-	var atts []*attachment
-	primary, err := e.primary(ctx, r, pod)
-	if err != nil {
-		r.log.Warn("DEL from the apiserver: cluster network not resolved, not deleted", "err", err)
-	} else {
-		atts = append(atts, primary)
-	}
-	defaults, err := e.defaultNetworks(ctx, r)
-	if err != nil {
-		r.log.Warn("DEL from the apiserver: default networks not resolved, not deleted", "err", err)
-	}
-	atts = append(atts, defaults...)
-	if err == nil && primary != nil {
-		// Interface names follow the networks before; without them they would be guesses.
-		before := append([]*attachment{primary}, defaults...)
-		selected, err := e.selectedNetworks(ctx, r, pod, before)
-		if err != nil {
-			r.log.Warn("DEL from the apiserver: the pod's selection not resolved, its networks not deleted", "err", err)
-		}
-		atts = append(atts, selected...)
-	}
+	atts := e.resolveForDel(ctx, r)
 	if len(atts) == 0 {
 		return
 	}
@@ -72,4 +47,38 @@ func (e *Engine) delFromAPI(ctx context.Context, r *request) {
 		}
 	}
 	r.log.Info("DEL done from the apiserver (no cache)", "attachments", len(atts), "failed", failed)
+}
+
+// resolveForDel reads the pod and resolves its networks, all within delLookupTimeout: a DEL
+// must not wait long on an apiserver that is down.
+func (e *Engine) resolveForDel(ctx context.Context, r *request) []*attachment {
+	ctx, cancel := context.WithTimeout(ctx, min(r.conf.APITimeout, delLookupTimeout))
+	defer cancel()
+	pod, err := e.lookupPod(ctx, r)
+	if err != nil {
+		r.log.Info("DEL: nothing cached and the pod cannot be read: nothing to delete", "err", err)
+		return nil
+	}
+	var atts []*attachment
+	primary, err := e.primary(ctx, r, pod)
+	if err != nil {
+		r.log.Warn("DEL from the apiserver: cluster network not resolved, not deleted", "err", err)
+	} else {
+		atts = append(atts, primary)
+	}
+	defaults, err := e.defaultNetworks(ctx, r)
+	if err != nil {
+		r.log.Warn("DEL from the apiserver: default networks not resolved, not deleted", "err", err)
+	}
+	atts = append(atts, defaults...)
+	if err == nil && primary != nil {
+		// Interface names follow the networks before; without them they would be guesses.
+		before := append([]*attachment{primary}, defaults...)
+		selected, err := e.selectedNetworks(ctx, r, pod, before)
+		if err != nil {
+			r.log.Warn("DEL from the apiserver: the pod's selection not resolved, its networks not deleted", "err", err)
+		}
+		atts = append(atts, selected...)
+	}
+	return atts
 }

@@ -52,8 +52,8 @@
 // apiserver, resolves its networks as ADD would (cluster and default networks, the
 // default-network and selection annotations, their NADs) and runs each DEL, last to first,
 // on the names ADD gives them, with libcni's results from Multus' cniDir when Multus cached
-// the cluster network's there. Best effort: a pod that is gone (or another UID) or an
-// unreachable apiserver means nothing to delete; a selection that no longer resolves leaves
+// the cluster network's there. Best effort: the lookups get 3 s (apiTimeout if shorter); a
+// pod that is gone (or another UID) or an unreachable apiserver means nothing to delete; a selection that no longer resolves leaves
 // the cluster and default networks to delete; failures are logged and DEL succeeds, since a
 // retry would know no more. (Multus fails such a DEL when the cluster network does not
 // resolve, blocking the sandbox's removal.)

@@ -74,6 +74,8 @@ const (
 	addGrace = 5 * time.Minute
 	// readinessPoll is how often ADD looks for the readiness indicator file.
 	readinessPoll = 100 * time.Millisecond
+	// delLookupTimeout bounds the apiserver lookups of a DEL that has no cache to work from.
+	delLookupTimeout = 3 * time.Second
 	// eventTimeout bounds recording an event: best effort, it must not slow ADD down much.
 	eventTimeout = 2 * time.Second
 	// maxParallelLookups bounds the concurrent NetworkAttachmentDefinition lookups of one ADD.
