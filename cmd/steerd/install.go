@@ -163,15 +163,12 @@ func runUninstall(ctx context.Context, log *slog.Logger, args []string) error {
 			return nil
 		}
 	}
-	// Multus' config back first: when it sorts first the node is Multus' from this rename on;
-	// either way there is always a working first config.
-	if path, ok, err := install.RestoreMultus(f.confDir); err != nil {
+	restored, err := install.Uninstall(f.confDir)
+	if err != nil {
 		return err
-	} else if ok {
-		log.Info("Multus' CNI config restored as it was before Steer", "file", path)
 	}
-	if err := install.RemoveConfig(f.confDir); err != nil {
-		return err
+	if restored != "" {
+		log.Info("Multus' CNI config restored as it was before Steer", "file", restored)
 	}
 	if err := install.RemoveKubeconfig(filepath.Join(f.confDir, "steer.d")); err != nil {
 		return err

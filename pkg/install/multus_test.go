@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // multusThin is 00-multus.conf as Multus v4.3.0's thin entrypoint writes it around flannel
@@ -180,14 +181,25 @@ func TestTakeOverThinMultus(t *testing.T) {
 		t.Error("keys not carried from the kept config")
 	}
 
-	// Uninstall: Multus' config back first, then Steer's removed.
+	// Uninstall, while steerd's Sync still runs (the preStop hook): Multus' config back first,
+	// then Steer's removed, and Sync stops instead of taking the node over again.
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	synced := make(chan error, 1)
+	go func() { synced <- Sync(sctx, c, time.Millisecond, log, nil) }()
+	time.Sleep(20 * time.Millisecond)
 	stop = firstConfigWatch(t, dir)
-	path, ok, err := RestoreMultus(dir)
-	if err != nil || !ok || path != filepath.Join(dir, "00-multus.conf") {
-		t.Fatalf("RestoreMultus = %s %v %v", path, ok, err)
+	path, err := Uninstall(dir)
+	if err != nil || path != filepath.Join(dir, "00-multus.conf") {
+		t.Fatalf("Uninstall = %s %v", path, err)
 	}
-	if err := RemoveConfig(dir); err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-synced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sync still running after uninstall")
 	}
 	if seen := stop(); seen[len(seen)-1] != "multus" || len(seen) > 2 {
 		t.Errorf("first configs seen during uninstall %v, want (steer then) multus", seen)
