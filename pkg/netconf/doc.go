@@ -55,7 +55,10 @@
 //   - kubeconfig: kubeconfig used to reach the apiserver (thin mode).
 //   - clusterNetwork: the primary network (eth0): a NAD name in
 //     steerNamespace, a config "name" in confDir, a directory (its first
-//     config file) or a config file path. Exclusive with delegates.
+//     config file) or a config file path; a .conflist file gets the .conf
+//     plugin files of the directory named after the list, beside it,
+//     appended (libcni's subdirectory loading, as in Multus; off with
+//     "loadOnlyInlinedPlugins": true in the list). Exclusive with delegates.
 //   - defaultNetworks: networks (same forms) attached to every pod outside
 //     systemNamespaces, after clusterNetwork and before the annotation's.
 //     Only used with clusterNetwork, as in Multus.
