@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Multus' thin plugin, the peer benchmarks/cni measures steer against, cached by version.
+# Builds Multus' thin plugin, cached by version: the peer benchmarks/cni measures steer against, and
+# the Multus that steer replaces on a node in the migration tests.
 # First build ~3 min (module downloads and compile), ~6 s with a warm Go cache, 0 once cached.
 set -euo pipefail
 

@@ -105,8 +105,8 @@ func TestBadInput(t *testing.T) {
 			code: types.ErrTryAgainLater, msg: "write network-status"},
 		{name: "bad steer config value", networks: "lan", conf: map[string]any{"apiTimeout": "soon"},
 			code: types.ErrInvalidNetworkConfig, msg: `steer config: "apiTimeout": "soon" is not a positive duration`},
-		{name: "steer config value of the wrong type", networks: "lan", conf: map[string]any{"logLevel": 5},
-			code: types.ErrDecodingFailure, msg: `steer config: "logLevel"`},
+		{name: "steer config value of the wrong type", networks: "lan", conf: map[string]any{"namespaceIsolation": 5},
+			code: types.ErrDecodingFailure, msg: `steer config: "namespaceIsolation"`},
 		{name: "delegates and clusterNetwork", networks: "lan", conf: map[string]any{"delegates": []any{map[string]any{"type": "bridge", "name": "x"}}},
 			code: types.ErrInvalidNetworkConfig, msg: `"delegates" and "clusterNetwork" are mutually exclusive`},
 	} {

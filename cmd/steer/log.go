@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"gopkg.in/natefinch/lumberjack.v2"
+
 	"github.com/steernet/steer/pkg/netconf"
 )
 
@@ -23,7 +25,7 @@ func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
 		writers = append(writers, os.Stderr)
 	}
 	if conf.LogFile != "" {
-		f, err := openLogFile(conf.LogFile)
+		f, err := openLogFile(conf.LogFile, conf.LogOptions)
 		if err != nil {
 			// Logging must not fail the pod; say it where the runtime will see it.
 			fmt.Fprintf(os.Stderr, "steer: %v; logging to stderr\n", err)
@@ -46,13 +48,21 @@ func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
 	return log, closeFn
 }
 
-func openLogFile(path string) (*os.File, error) {
+// openLogFile opens the log file, rotated as logOptions say (as Multus rotates it). A
+// character device (/dev/null) is written as it is: there is nothing to rotate.
+func openLogFile(path string, o netconf.LogOptions) (io.WriteCloser, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
+	// Checked and created here (mode 0600, never a FIFO, which would block the plugin); the
+	// rotating writer then appends to it and keeps its mode.
 	f, err := netconf.OpenLogFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
-	return f, nil
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return f, nil
+	}
+	_ = f.Close()
+	return &lumberjack.Logger{Filename: path, MaxAge: o.MaxAge, MaxSize: o.MaxSize, MaxBackups: o.MaxBackups, Compress: o.Compress}, nil
 }

@@ -53,3 +53,50 @@ func TestLogger(t *testing.T) {
 	quiet.Error("dropped")
 	closeQuiet()
 }
+
+// logOptions rotate the log file as Multus' do: past maxSize (megabytes) the file is renamed
+// with a timestamp and a new one started; compress gzips the rotated files.
+func TestLogRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "steer.log")
+	conf, err := netconf.ParseConf([]byte(`{"clusterNetwork":"c","logFile":"` + path + `","logToStderr":false,
+ "logOptions":{"maxSize":1,"maxBackups":2,"compress":false}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", 1000)
+	// Three plugin runs of 600 KB each: the second and third rotate.
+	for range 3 {
+		log, closeLog := newLogger(conf)
+		for range 600 {
+			log.Info(line)
+		}
+		closeLog()
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotated []string
+	for _, e := range entries {
+		if e.Name() != "steer.log" {
+			rotated = append(rotated, e.Name())
+		}
+	}
+	if len(rotated) == 0 || len(rotated) > 2 {
+		t.Errorf("files %v: want one or two rotated beside steer.log", rotated)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() > 1<<20 {
+		t.Errorf("steer.log: %v %v", fi, err)
+	}
+	for _, n := range rotated {
+		if !strings.HasPrefix(n, "steer-") || !strings.HasSuffix(n, ".log") {
+			t.Errorf("rotated file %s", n)
+		}
+	}
+	// A character device is written as it is, never rotated.
+	conf.LogFile = os.DevNull
+	log, closeLog := newLogger(conf)
+	log.Info("to nowhere")
+	closeLog()
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/steernet/steer/pkg/install"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
 // installFlags configure the CNI config steerd writes.
@@ -49,7 +51,7 @@ func (f *installFlags) config() (install.Config, error) {
 			plugin["kubeconfig"] = filepath.Join(f.hostConfDir, "steer.d", "steer.kubeconfig")
 		}
 	}
-	return install.Config{ConfDir: f.confDir, Plugin: plugin}, nil
+	return install.Config{ConfDir: f.confDir, HostConfDir: f.hostConfDir, Plugin: plugin}, nil
 }
 
 // runInstall puts the binary in place first and the config last: the runtime may call the
@@ -72,16 +74,46 @@ func runInstall(ctx context.Context, log *slog.Logger, args []string) error {
 			return err
 		}
 	}
+	if err := logMultus(f, log); err != nil {
+		return err
+	}
 	wctx, cancel := context.WithTimeout(ctx, f.waitPrimary)
 	defer cancel()
-	path, primary, err := install.WaitPrimary(wctx, f.confDir)
-	if err != nil {
+	if _, err := install.Apply(wctx, c, log); err != nil {
 		return err
 	}
-	if err := install.WriteConfig(c, primary); err != nil {
+	log.Info("CNI config written", "file", filepath.Join(f.confDir, install.ConfigName))
+	return nil
+}
+
+// logMultus says what Steer takes over from a Multus installation on the node: its config,
+// the keys carried into Steer's, its kubeconfig and its cache.
+func logMultus(f installFlags, log *slog.Logger) error {
+	m, err := install.FindMultus(f.confDir)
+	if err != nil || m == nil || m.Plugin == nil {
 		return err
 	}
-	log.Info("CNI config written", "file", filepath.Join(f.confDir, install.ConfigName), "wraps", path)
+	carried, dropped := m.Carried()
+	keys := make([]string, 0, len(carried))
+	for k := range carried {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []any{"config", m.Path, "thick", m.Thick, "alreadyReplaced", m.Replaced, "carried", keys, "dropped", dropped}
+	var kc, cniDir string
+	_ = json.Unmarshal(carried["kubeconfig"], &kc)
+	_ = json.Unmarshal(carried["multusCNIDir"], &cniDir)
+	if kc != "" {
+		// A host path: look for it under the conf dir as mounted here.
+		rel, err := filepath.Rel(f.hostConfDir, kc)
+		_, serr := os.Stat(filepath.Join(f.confDir, rel))
+		args = append(args, "kubeconfig", kc, "kubeconfigFound", err == nil && !strings.HasPrefix(rel, "..") && serr == nil)
+	}
+	if cniDir == "" {
+		cniDir = netconf.DefaultMultusCNIDir
+	}
+	args = append(args, "multusCNIDir", cniDir)
+	log.Info("Multus found: Steer takes the node over, keeping Multus' keys; pods Multus attached are deleted from its cache", args...)
 	return nil
 }
 
@@ -131,8 +163,12 @@ func runUninstall(ctx context.Context, log *slog.Logger, args []string) error {
 			return nil
 		}
 	}
-	if err := install.RemoveConfig(f.confDir); err != nil {
+	restored, err := install.Uninstall(f.confDir)
+	if err != nil {
 		return err
+	}
+	if restored != "" {
+		log.Info("Multus' CNI config restored as it was before Steer", "file", restored)
 	}
 	if err := install.RemoveKubeconfig(filepath.Join(f.confDir, "steer.d")); err != nil {
 		return err

@@ -94,6 +94,11 @@ func (c *Cache) SetNetworkStatus(ctx context.Context, namespace, name, uid strin
 	return c.api.SetNetworkStatus(ctx, namespace, name, uid, st)
 }
 
+// Warn records an event through to the apiserver.
+func (c *Cache) Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error {
+	return c.api.Warn(ctx, pod, component, reason, message)
+}
+
 // NADs answers NetworkAttachmentDefinition lookups.
 func (c *Cache) NADs() NADLookup { return NADLookup{c} }
 

@@ -165,6 +165,7 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 		Pods:      s.cache,
 		NADs:      s.cache.NADs(),
 		Status:    s.cache,
+		Events:    s.cache,
 		Dataplane: steering.ForConf(conf, log),
 	})
 	args := &skel.CmdArgs{ContainerID: req.ContainerID, Netns: req.Netns, IfName: req.IfName, Args: req.Args, Path: req.Path, StdinData: req.StdinData}

@@ -28,8 +28,9 @@ func (e *Engine) Del(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs
 	}
 	entry, r, err := r.readCache()
 	if errors.Is(err, fs.ErrNotExist) {
-		// Never attached, or already deleted: DEL is idempotent.
-		r.log.Debug("DEL: nothing cached")
+		// Never attached, already deleted, or attached by a Multus or Steer whose cache is
+		// gone: delete what the apiserver says the pod has, as Multus does. Idempotent.
+		e.delFromAPI(ctx, r)
 		return nil
 	}
 	if errors.Is(err, errMultusCache) {

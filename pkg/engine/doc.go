@@ -23,6 +23,13 @@
 // steering is detached, and the cache is removed; if that clean-up fails too, the cache is
 // kept so the runtime's DEL can finish it, and the error says so.
 //
+// A selection element asking for a capability (ips, mac, portMappings, bandwidth) that no
+// plugin of its network declares is passed on as Multus passes it (see package netconf), with
+// a warning in the log and a Warning event (UndeclaredCapability) on the pod, so the operator
+// sees it in kubectl describe; strictCapabilities refuses it instead. With
+// auxiliaryCNIChainName, Multus' auxiliary chain runs last (see package netconf), and DEL and
+// CHECK find it in the cache like any other network.
+//
 // A selection element with "default-route" moves the pod's default route of that address
 // family to its interface; the other attachments lose theirs, in the pod and in their
 // results. (Multus also removes the default route of the family nobody asked for; we
@@ -40,7 +47,16 @@
 // DEL needs nothing but the cache: the apiserver may be down, the pod gone, the netns gone
 // (CNI_NETNS is passed on as given). It detaches steering first, then runs DEL of every
 // cached attachment in reverse with the delegate configuration bytes ADD used, going on past
-// failures and reporting them together. A missing cache means there is nothing to delete.
+// failures and reporting them together. With neither Steer's cache nor Multus' (below), DEL
+// does what Multus' DEL does without its cache: it reads the pod (same UID) from the
+// apiserver, resolves its networks as ADD would (cluster and default networks, the
+// default-network and selection annotations, their NADs) and runs each DEL, last to first,
+// on the names ADD gives them, with libcni's results from Multus' cniDir when Multus cached
+// the cluster network's there. Best effort: the lookups get 3 s (apiTimeout if shorter); a
+// pod that is gone (or another UID) or an unreachable apiserver means nothing to delete; a selection that no longer resolves leaves
+// the cluster and default networks to delete; failures are logged and DEL succeeds, since a
+// retry would know no more. (Multus fails such a DEL when the cluster network does not
+// resolve, blocking the sandbox's removal.)
 // The cache is removed afterwards, unless retryDeleteOnError is set and a delegate failed:
 // then it keeps the failed attachments for the runtime's next DEL (as Multus does). While
 // the netns still exists, the network-status is removed, best effort and briefly bounded.

@@ -26,6 +26,11 @@ type StatusWriter interface {
 	SetNetworkStatus(ctx context.Context, namespace, name, uid string, statuses []k8s.NetworkStatus) error
 }
 
+// EventRecorder records Warning events on pods.
+type EventRecorder interface {
+	Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error
+}
+
 // Options are the engine's dependencies. Every field is optional.
 type Options struct {
 	// Logger receives the engine's logs; nil discards them.
@@ -37,6 +42,8 @@ type Options struct {
 	NADs NADSource
 	// Status is nil without a kubeconfig: no network-status is written.
 	Status StatusWriter
+	// Events is nil without a kubeconfig: what would be a pod's event is only logged.
+	Events EventRecorder
 	// Dataplane steers traffic once every delegate succeeded; nil means steering.Off.
 	Dataplane steering.Dataplane
 	// Exec runs delegate plugins; nil forks and executes them.
@@ -50,6 +57,7 @@ type Engine struct {
 	pods   PodSource
 	nads   NADSource
 	status StatusWriter
+	events EventRecorder
 	dp     steering.Dataplane
 	exec   invoke.Exec
 }
@@ -66,6 +74,10 @@ const (
 	addGrace = 5 * time.Minute
 	// readinessPoll is how often ADD looks for the readiness indicator file.
 	readinessPoll = 100 * time.Millisecond
+	// delLookupTimeout bounds the apiserver lookups of a DEL that has no cache to work from.
+	delLookupTimeout = 3 * time.Second
+	// eventTimeout bounds recording an event: best effort, it must not slow ADD down much.
+	eventTimeout = 2 * time.Second
 	// maxParallelLookups bounds the concurrent NetworkAttachmentDefinition lookups of one ADD.
 	maxParallelLookups = 8
 )
@@ -77,6 +89,7 @@ func New(opts Options) *Engine {
 		pods:   opts.Pods,
 		nads:   opts.NADs,
 		status: opts.Status,
+		events: opts.Events,
 		dp:     opts.Dataplane,
 		exec:   opts.Exec,
 	}
@@ -87,4 +100,17 @@ func New(opts Options) *Engine {
 		e.dp = steering.Off{}
 	}
 	return e
+}
+
+// warnPod logs a warning and records it as an event on the pod, best effort.
+func (e *Engine) warnPod(ctx context.Context, r *request, pod *k8s.Pod, reason, message string, attrs ...any) {
+	r.log.Warn(message, attrs...)
+	if e.events == nil || pod == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(r.conf.APITimeout, eventTimeout))
+	defer cancel()
+	if err := e.events.Warn(ctx, pod, "steer", reason, message); err != nil {
+		r.log.Info("event not recorded", "reason", reason, "err", err)
+	}
 }

@@ -119,6 +119,7 @@ type fakeAPI struct {
 	status    map[string][]k8s.NetworkStatus
 	err       error // returned by every call when set
 	statusErr error
+	events    []string // "ns/name reason: message"
 }
 
 func newFakeAPI() *fakeAPI {
@@ -152,6 +153,16 @@ func (f fakePods) SetNetworkStatus(_ context.Context, ns, name, _ string, st []k
 	} else {
 		f.status[ns+"/"+name] = st
 	}
+	return nil
+}
+
+func (f fakePods) Warn(_ context.Context, pod *k8s.Pod, _, reason, message string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.events = append(f.events, pod.Namespace+"/"+pod.Name+" "+reason+": "+message)
 	return nil
 }
 
@@ -211,7 +222,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	e := &env{t: t, exec: newFakeExec(), api: newFakeAPI(), dir: t.TempDir(), netns: nstest.NewNS(t).Path()}
 	e.dp = &recorder{f: e.exec}
-	e.eng = New(Options{Pods: fakePods{e.api}, NADs: fakeNADs{e.api}, Status: fakePods{e.api}, Dataplane: e.dp, Exec: e.exec})
+	e.eng = New(Options{Pods: fakePods{e.api}, NADs: fakeNADs{e.api}, Status: fakePods{e.api}, Events: fakePods{e.api}, Dataplane: e.dp, Exec: e.exec})
 	if err := os.MkdirAll(filepath.Join(e.dir, "net.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +232,9 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) writeConf(file, conf string) {
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(e.dir, "net.d", file)), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(e.dir, "net.d", file), []byte(conf), 0o644); err != nil {
 		e.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,8 +103,10 @@ func TestDelFromMultusCache(t *testing.T) {
 	if fileExists(path) {
 		t.Error("Multus' cache file left")
 	}
+	// A second DEL has no cache left: as Multus', it deletes what the apiserver says the pod
+	// has (here the cluster network only), which is idempotent.
 	e.exec.reset()
-	if err := e.eng.Del(t.Context(), conf, args); err != nil || len(e.exec.seq("")) > 0 {
+	if err := e.eng.Del(t.Context(), conf, args); err != nil || !slices.Equal(e.exec.seq(""), []string{"steering DETACH ", "clusterplugin DEL eth0"}) {
 		t.Errorf("second DEL: %v, calls %v", err, e.exec.seq(""))
 	}
 }
@@ -302,6 +305,10 @@ func TestUndeclaredCapabilitiesAsMultus(t *testing.T) {
 			t.Errorf("%s: CNI_ARGS %q, runtimeConfig %s; want %q, %s", c, c.Args, mustJSON(in.RuntimeConfig), want, wantRC)
 		}
 	}
+	// One warning event on the pod, for the element asking for what its network lacks.
+	if len(e.api.events) != 1 || !strings.HasPrefix(e.api.events[0], `ns1/web UndeclaredCapability: network "ns1/a": the selection asks for ips, mac, bandwidth,`) {
+		t.Errorf("events %q", e.api.events)
+	}
 	// DEL gets the runtime's CNI_ARGS only, as from Multus.
 	e.exec.reset()
 	if err := e.eng.Del(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
@@ -311,5 +318,103 @@ func TestUndeclaredCapabilitiesAsMultus(t *testing.T) {
 		if c.Type != "steering" && c.Args != base {
 			t.Errorf("%s: CNI_ARGS %q", c, c.Args)
 		}
+	}
+}
+
+// DEL of a container with neither Steer's nor Multus' cache (a node whose caches were lost, a
+// DEL after the cache went) resolves the pod's networks from the apiserver, as Multus' DEL
+// does, and deletes each, last to first, on the names ADD gives them. Best effort, and DEL
+// always succeeds.
+func TestDelFromAPIServer(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	pod := e.addPod("ns1", "web", map[string]string{
+		k8s.NetworksAnnotation: `[{"name":"a"},{"name":"b","interface":"custom","mac":"02:11:22:33:44:55"}]`,
+	})
+	conf := e.conf(`,"defaultNetworks":["d1"]`)
+	del := func(pod *k8s.Pod) []string {
+		t.Helper()
+		e.exec.reset()
+		if err := e.eng.Del(t.Context(), conf, e.args("cidx", pod, conf.Raw)); err != nil {
+			t.Fatalf("DEL: %v", err)
+		}
+		return e.exec.seq("")
+	}
+	want := []string{"steering DETACH ", "tuning DEL custom", "macvlan DEL custom", "macvlan DEL net2", "dflt DEL net1", "clusterplugin DEL eth0"}
+	if got := del(pod); !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	for _, c := range e.exec.calls {
+		var in struct {
+			RuntimeConfig map[string]any `json:"runtimeConfig"`
+		}
+		_ = json.Unmarshal(c.Stdin, &in)
+		if c.Type == "macvlan" && c.IfName == "custom" && mustJSON(in.RuntimeConfig) != `{"mac":"02:11:22:33:44:55"}` {
+			t.Errorf("%s: runtimeConfig %s", c, mustJSON(in.RuntimeConfig))
+		}
+	}
+	// A selection that no longer resolves: the cluster and default networks still go.
+	e.addPod("ns1", "gone-nad", map[string]string{k8s.NetworksAnnotation: "a,missing"})
+	if got := del(e.api.pods["ns1/gone-nad"]); !slices.Equal(got, []string{"steering DETACH ", "dflt DEL net1", "clusterplugin DEL eth0"}) {
+		t.Errorf("calls with a missing NAD %v", got)
+	}
+	// The pod is gone, or is another pod of the same name, or the apiserver fails: its
+	// networks are unknown, nothing runs.
+	if got := del(&k8s.Pod{Namespace: "ns1", Name: "nobody", UID: "u"}); len(got) != 0 {
+		t.Errorf("calls for a pod that is gone %v", got)
+	}
+	if got := del(&k8s.Pod{Namespace: "ns1", Name: "web", UID: "another"}); len(got) != 0 {
+		t.Errorf("calls for another pod of the name %v", got)
+	}
+	e.api.err = errors.New("apiserver down")
+	if got := del(pod); len(got) != 0 {
+		t.Errorf("calls with the apiserver down %v", got)
+	}
+}
+
+// auxiliaryCNIChainName as in Multus v4.3.0: passthru and the plugin files of the directory
+// named after it, beside the clusterNetwork file, run as one more network after the pod's.
+func TestAuxiliaryChain(t *testing.T) {
+	e := newEnv(t)
+	e.withNADs()
+	cluster := filepath.Join(e.dir, "net.d", "10-cluster.conf")
+	e.writeConf("vendor-chain/20-second.conf", `{"type":"sbr","name":"s"}`)
+	e.writeConf("vendor-chain/10-first.conf", `{"type":"tuning","name":"t","sysctl":{"net.ipv4.conf.IFNAME.arp_filter":"1"}}`)
+	e.writeConf("vendor-chain/ignored.json", `{"type":"nope"}`)
+	conf := e.conf(fmt.Sprintf(`,"clusterNetwork":%q,"auxiliaryCNIChainName":"vendor-chain"`, cluster))
+	pod := e.addPod("ns1", "web", map[string]string{k8s.NetworksAnnotation: "a"})
+	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clusterplugin ADD eth0", "macvlan ADD net1", "passthru ADD net2", "tuning ADD net2", "sbr ADD net2", "steering ATTACH "}
+	if got := e.exec.seq(""); !slices.Equal(got, want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	for _, a := range e.dp.atts {
+		if a.IfName == "net2" && a.Policy.Steering {
+			t.Error("the auxiliary chain is steered")
+		}
+	}
+	e.exec.reset()
+	if err := e.eng.Del(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.seq("DEL"); !slices.Equal(got[:3], []string{"sbr DEL net2", "tuning DEL net2", "passthru DEL net2"}) {
+		t.Errorf("DEL calls %v", got)
+	}
+
+	// No plugin file: no chain. A clusterNetwork that is not a path: ADD fails, as in Multus.
+	e.exec.reset()
+	none := e.conf(fmt.Sprintf(`,"clusterNetwork":%q,"auxiliaryCNIChainName":"absent"`, cluster))
+	if _, err := e.eng.Add(t.Context(), none, e.args("cid2", pod, none.Raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.exec.seq("ADD"); len(got) != 2 {
+		t.Errorf("calls without chain files %v", got)
+	}
+	named := e.conf(`,"auxiliaryCNIChainName":"vendor-chain"`)
+	_, err := e.eng.Add(t.Context(), named, e.args("cid3", pod, named.Raw))
+	if te := cniCode(t, err); te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, `"clusterNetwork" to be a config file path`) {
+		t.Errorf("ADD with a named clusterNetwork: %v", err)
 	}
 }

@@ -84,6 +84,13 @@ func (e *Engine) plan(ctx context.Context, r *request, pod *k8s.Pod, pre *ahead)
 		}
 		atts = append(atts, selected...)
 	}
+	aux, err := r.auxChain(len(atts))
+	if err != nil {
+		return nil, err
+	}
+	if aux != nil {
+		atts = append(atts, aux)
+	}
 	if err := r.checkSteeredCount(atts); err != nil {
 		return nil, err
 	}
@@ -239,8 +246,9 @@ func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod,
 			return nil, err
 		}
 		if len(undeclared) > 0 {
-			r.log.Warn("selection asks for capabilities the network does not declare: accepted as Multus does (strictCapabilities refuses)",
-				"network", a.network, "fields", undeclared)
+			e.warnPod(ctx, r, pod, "UndeclaredCapability", fmt.Sprintf(
+				"network %q: the selection asks for %s, which no plugin of the network declares: passed on as Multus does (\"strictCapabilities\": true refuses it)",
+				a.network, strings.Join(undeclared, ", ")), "network", a.network, "fields", undeclared)
 			a.args = netconf.LegacyArgs(*el, undeclared)
 		}
 		if a.conf, err = netconf.MergeCNIArgs(nadConf, el.CNIArgs); err != nil {

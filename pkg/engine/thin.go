@@ -25,7 +25,7 @@ func NewThin(conf *netconf.Conf, log *slog.Logger, dp steering.Dataplane) *Engin
 	opts := Options{Logger: log, Dataplane: dp}
 	if conf.Kubeconfig != "" {
 		c := &thinClient{kubeconfig: conf.Kubeconfig, timeout: conf.APITimeout}
-		opts.Pods, opts.Status, opts.NADs = thinPods{c}, thinPods{c}, thinNADs{c}
+		opts.Pods, opts.Status, opts.NADs, opts.Events = thinPods{c}, thinPods{c}, thinNADs{c}, thinPods{c}
 	}
 	return New(opts)
 }
@@ -73,6 +73,13 @@ func (p thinPods) SetNetworkStatus(ctx context.Context, namespace, name, uid str
 		return err
 	}
 	return p.c.pods.SetNetworkStatus(ctx, namespace, name, uid, st)
+}
+
+func (p thinPods) Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error {
+	if err := p.c.init(); err != nil {
+		return err
+	}
+	return p.c.pods.Warn(ctx, pod, component, reason, message)
 }
 
 type thinNADs struct{ c *thinClient }

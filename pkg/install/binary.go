@@ -1,6 +1,8 @@
 // Package install puts Steer on a node: the plugin binary into the CNI bin directory and the
 // CNI config that wraps the node's primary network into the CNI conf directory, both
-// atomically, and takes them away again in the order that keeps the node working.
+// atomically, and takes them away again in the order that keeps the node working. On a node
+// running Multus it takes Multus' config over, keeping its keys, and hands it back on
+// uninstall (see multus.go).
 package install
 
 import (

@@ -53,7 +53,7 @@ func TestConfigWrapsPrimary(t *testing.T) {
 	if err != nil || filepath.Base(path) != "10-flannel.conflist" {
 		t.Fatalf("Primary = %s, %v", path, err)
 	}
-	if err := WriteConfig(c, primary); err != nil {
+	if _, err := WriteConfig(c, path, primary); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
@@ -114,9 +114,22 @@ func TestSyncWaitsAndFollowsPrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { b, _ := os.ReadFile(steerConf); return strings.Contains(string(b), "calico-v2") })
-	cancel()
-	if err := <-done; err != nil {
+	// Uninstall (the preStop hook) removes Steer's config while steerd still runs: Sync stops
+	// rather than write it again.
+	if err := RemoveConfig(dir); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sync still running after uninstall")
+	}
+	cancel()
+	if _, err := os.Stat(steerConf); !os.IsNotExist(err) {
+		t.Errorf("config written again after uninstall: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	apitypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -119,4 +120,30 @@ func RESTConfigFromKubeconfig(path string, timeout time.Duration) (*rest.Config,
 	}
 	cfg.Timeout = timeout
 	return cfg, nil
+}
+
+// EventResource is the core/v1 events resource.
+var EventResource = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+
+// Warn records a Warning event on the pod (core/v1, as kubectl describe shows it), from
+// component.
+func (c *PodClient) Warn(ctx context.Context, pod *Pod, component, reason, message string) error {
+	now := metav1.Now().UTC().Format(time.RFC3339)
+	host, _ := os.Hostname()
+	ev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Event",
+		"metadata":   map[string]any{"generateName": pod.Name + ".", "namespace": pod.Namespace},
+		"involvedObject": map[string]any{
+			"apiVersion": "v1", "kind": "Pod", "namespace": pod.Namespace, "name": pod.Name, "uid": pod.UID,
+		},
+		"type": "Warning", "reason": reason, "message": message, "count": int64(1),
+		"firstTimestamp": now, "lastTimestamp": now,
+		"source":             map[string]any{"component": component, "host": host},
+		"reportingComponent": component, "reportingInstance": host,
+	}}
+	if _, err := c.dyn.Resource(EventResource).Namespace(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("record event on pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
 }

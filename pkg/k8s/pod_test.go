@@ -74,3 +74,37 @@ func TestPodClientNetworkStatus(t *testing.T) {
 		t.Error("nil statuses did not remove the annotation")
 	}
 }
+
+// Warn records a Warning event on the pod, as kubectl describe lists it.
+func TestPodClientWarn(t *testing.T) {
+	cluster := kubetest.Cluster(t)
+	ns := kubetest.Namespace(t)
+	dyn, err := dynamic.NewForConfig(cluster.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	created, err := cluster.Client().CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &k8s.Pod{Namespace: ns, Name: "web", UID: string(created.UID)}
+	if err := k8s.NewPodClient(dyn).Warn(ctx, pod, "steer", "UndeclaredCapability", "network x: mac"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := cluster.Client().CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.Items) != 1 {
+		t.Fatalf("events %+v", evs.Items)
+	}
+	ev := evs.Items[0]
+	if ev.Type != corev1.EventTypeWarning || ev.Reason != "UndeclaredCapability" || ev.Message != "network x: mac" ||
+		ev.InvolvedObject.UID != created.UID || ev.Source.Component != "steer" || ev.Count != 1 {
+		t.Errorf("event %+v", ev)
+	}
+}

@@ -48,6 +48,11 @@ type Conf struct {
 	LogFile     string
 	LogLevel    string // lower case; "" leaves the logger's default
 	LogToStderr bool
+	LogOptions  LogOptions
+
+	// AuxiliaryCNIChainName names Multus' auxiliary chain: passthru, then the plugin files
+	// of the directory of that name beside a clusterNetwork file, run after every network.
+	AuxiliaryCNIChainName string
 
 	NamespaceIsolation bool
 	// GlobalNamespaces is "globalNamespaces" split at commas and trimmed.
@@ -143,7 +148,7 @@ func ParseConf(data []byte) (*Conf, error) {
 	}
 	var (
 		multusNS, steerNS, apiTimeout, delegateTimeout string
-		globalNS, runtimeConfig                        json.RawMessage
+		globalNS, runtimeConfig, logOptions            json.RawMessage
 	)
 	fields := []struct {
 		key string
@@ -155,6 +160,7 @@ func ParseConf(data []byte) (*Conf, error) {
 		{"confDir", &c.ConfDir}, {"cniDir", &c.CNIDir}, {"binDir", &c.BinDir},
 		{"multusCNIDir", &c.MultusCNIDir},
 		{"logFile", &c.LogFile}, {"logLevel", &c.LogLevel}, {"logToStderr", &c.LogToStderr},
+		{"logOptions", &logOptions}, {"auxiliaryCNIChainName", &c.AuxiliaryCNIChainName},
 		{"namespaceIsolation", &c.NamespaceIsolation}, {"globalNamespaces", &globalNS},
 		{"systemNamespaces", &c.SystemNamespaces},
 		{"multusNamespace", &multusNS}, {"steerNamespace", &steerNS},
@@ -172,6 +178,10 @@ func ParseConf(data []byte) (*Conf, error) {
 			continue
 		}
 		if err := json.Unmarshal(raw, f.dst); err != nil {
+			if logKeys[strings.ToLower(f.key)] {
+				c.warn("steer config: %q: %s; using the default", f.key, typeErrText(err))
+				continue
+			}
 			return nil, decodeError("steer config: %q: %s", f.key, typeErrText(err))
 		}
 	}
@@ -186,6 +196,7 @@ func ParseConf(data []byte) (*Conf, error) {
 	if err := checkFoldedKeys(top, known); err != nil {
 		return nil, err
 	}
+	c.finishLogging(logOptions)
 	if err := c.checkPaths(top); err != nil {
 		return nil, err
 	}
@@ -265,7 +276,7 @@ func (c *Conf) finish(multusNS, steerNS string, globalNS, runtimeConfig json.Raw
 		c.LogLevel = strings.ToLower(c.LogLevel)
 		if !isLogLevel(c.LogLevel) {
 			// Multus logs it and keeps its default level: refusing would fail every pod.
-			c.Warnings = append(c.Warnings, fmt.Sprintf(`steer config: "logLevel": %q is not one of %s; using the default level`, c.LogLevel, logLevelNames()))
+			c.warn(`steer config: "logLevel": %q is not one of %s; using the default level`, c.LogLevel, logLevelNames())
 			c.LogLevel = ""
 		}
 	}

@@ -18,7 +18,7 @@ func TestParseConfDefaults(t *testing.T) {
 	want := &Conf{
 		CNIVersion: "1.0.0", Name: "steer", Type: "steer", ClusterNetwork: "flannel",
 		ConfDir: DefaultConfDir, CNIDir: DefaultCNIDir, MultusCNIDir: DefaultMultusCNIDir, BinDir: DefaultBinDir,
-		LogToStderr: true, GlobalNamespaces: []string{"default"}, SystemNamespaces: []string{"kube-system"},
+		LogToStderr: true, LogOptions: DefaultLogOptions, GlobalNamespaces: []string{"default"}, SystemNamespaces: []string{"kube-system"},
 		Namespace: DefaultNamespace, Steering: true, APITimeout: DefaultAPITimeout, DelegateTimeout: DefaultDelegateTimeout, BPFFSRoot: DefaultBPFFSRoot,
 		Raw: in,
 	}
@@ -55,7 +55,7 @@ func TestParseConfAllKeys(t *testing.T) {
 	  "runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}],
 	                    "bandwidth": {"ingressRate": 5}, "io.kubernetes.cri.pod-annotations": {}},
 	  "socketPath": "/run/steer/steerd.sock", "steering": false, "apiTimeout": "1m30s", "delegateTimeout": "45s",
-	  "bpffsRoot": "/sys/fs/bpf/x", "logOptions": {"maxAge": 5}, "prevResult": null
+	  "bpffsRoot": "/sys/fs/bpf/x", "logOptions": {"maxAge": 7}, "auxiliaryCNIChainName": "chain", "prevResult": null
 	}`)
 	c, err := ParseConf(in)
 	if err != nil {
@@ -83,7 +83,9 @@ func TestParseConfAllKeys(t *testing.T) {
 		{"APITimeout", c.APITimeout, 90 * time.Second},
 		{"DelegateTimeout", c.DelegateTimeout, 45 * time.Second},
 		{"BPFFSRoot", c.BPFFSRoot, "/sys/fs/bpf/x"},
-		{"Unknown", c.Unknown, map[string]json.RawMessage{"logOptions": json.RawMessage(`{"maxAge": 5}`), "prevResult": json.RawMessage(`null`)}},
+		{"LogOptions", c.LogOptions, LogOptions{MaxAge: 7, MaxSize: 100, MaxBackups: 5, Compress: true}},
+		{"AuxiliaryCNIChainName", c.AuxiliaryCNIChainName, "chain"},
+		{"Unknown", c.Unknown, map[string]json.RawMessage{"prevResult": json.RawMessage(`null`)}},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -179,7 +181,6 @@ func TestParseConfErrors(t *testing.T) {
 		{"negative duration", `{"clusterNetwork":"n","apiTimeout":"-1s"}`, codeInvalid, []string{`"apiTimeout"`}},
 		{"numeric duration", `{"clusterNetwork":"n","apiTimeout":10}`, codeDecode, []string{`"apiTimeout"`}},
 		{"bad delegate timeout", `{"clusterNetwork":"n","delegateTimeout":"forever"}`, codeInvalid, []string{`"delegateTimeout"`, "forever"}},
-		{"logLevel type", `{"clusterNetwork":"n","logLevel":3}`, codeDecode, []string{`"logLevel"`}},
 		{"relative bpffsRoot", `{"clusterNetwork":"n","bpffsRoot":"bpf"}`, codeInvalid, []string{`"bpffsRoot"`}},
 		{"relative socket", `{"clusterNetwork":"n","socketPath":"steerd.sock"}`, codeInvalid, []string{`"socketPath"`}},
 		{"namespaces disagree", `{"clusterNetwork":"n","steerNamespace":"a","multusNamespace":"b"}`, codeInvalid, []string{`"steerNamespace"`, `"multusNamespace"`}},

@@ -33,6 +33,8 @@
 //	  "logFile": "/var/log/steer.log",
 //	  "logLevel": "verbose",
 //	  "logToStderr": true,
+//	  "logOptions": {"maxAge": 5, "maxSize": 100, "maxBackups": 5, "compress": true},
+//	  "auxiliaryCNIChainName": "vendor-chain",
 //	  "namespaceIsolation": true,
 //	  "globalNamespaces": "default,shared-nets",
 //	  "systemNamespaces": ["kube-system"],
@@ -53,7 +55,10 @@
 //   - kubeconfig: kubeconfig used to reach the apiserver (thin mode).
 //   - clusterNetwork: the primary network (eth0): a NAD name in
 //     steerNamespace, a config "name" in confDir, a directory (its first
-//     config file) or a config file path. Exclusive with delegates.
+//     config file) or a config file path; a .conflist file gets the .conf
+//     plugin files of the directory named after the list, beside it,
+//     appended (libcni's subdirectory loading, as in Multus; off with
+//     "loadOnlyInlinedPlugins": true in the list). Exclusive with delegates.
 //   - defaultNetworks: networks (same forms) attached to every pod outside
 //     systemNamespaces, after clusterNetwork and before the annotation's.
 //     Only used with clusterNetwork, as in Multus.
@@ -66,10 +71,25 @@
 //   - cniDir: where the plugin caches delegate state for DEL. Default
 //     /var/lib/cni/steer (Multus uses /var/lib/cni/multus).
 //   - binDir: where delegate plugin binaries are. Default /opt/cni/bin.
-//   - logFile, logLevel, logToStderr: logging. logLevel is one of debug,
-//     verbose, info, warning, error, panic (any case); another string is
-//     logged as a warning and the default level (info) used, as Multus keeps
-//     its default; logToStderr defaults to true, as in Multus.
+//   - logFile, logLevel, logToStderr, logOptions: logging. logLevel is one
+//     of debug, verbose, info, warning, error, panic (any case); another
+//     string is logged as a warning and the default level (info) used, as
+//     Multus keeps its default; logToStderr defaults to true, as in Multus.
+//     logFile is rotated as Multus rotates it (lumberjack): logOptions
+//     maxAge (days, default 5), maxSize (megabytes, default 100),
+//     maxBackups (default 5), compress (gzip, default true). No logging key
+//     ever fails the config: a value of the wrong type, a relative logFile,
+//     a negative option is a warning in the log and the default is used (a
+//     log setting must not fail every pod of the node).
+//   - auxiliaryCNIChainName: Multus' auxiliary chain. After all the pod's
+//     networks, one more network runs, named after the key, on interface
+//     net<N> (N its position, as Multus names it): Multus' passthru plugin,
+//     then the .conf plugin files, in name order, of the directory of that
+//     name beside the clusterNetwork file (which must then be a path: ADD
+//     fails otherwise, as in Multus). A name that is not a CNI network name,
+//     an unreadable directory, a file without "type", or no plugin file at
+//     all means no chain (logged). The chain is never steered; the passthru
+//     binary must be in binDir or CNI_PATH (Multus' DaemonSets install it).
 //   - namespaceIsolation: pods may only use NADs of their own namespace and
 //     of globalNamespaces, in the selection and in the default-network
 //     annotation (whose bare names are NADs of steerNamespace).
@@ -114,6 +134,30 @@
 //     cache for use Multus' file there, as Multus would. Default
 //     /var/lib/cni/multus (Multus' default); set it to Multus' "cniDir" if
 //     that was changed.
+//
+// Compared with Multus v4.3.0, key by key (what `steerd install` carries
+// from a Multus config is in package install):
+//
+//   - Same: cniVersion, name, kubeconfig, clusterNetwork, defaultNetworks,
+//     delegates (with the default-network annotation replacing delegates[0]),
+//     confDir, binDir, namespaceIsolation, globalNamespaces,
+//     systemNamespaces, multusNamespace, readinessindicatorfile,
+//     retryDeleteOnError, capabilities, runtimeConfig, logLevel (an unknown
+//     one a warning), logToStderr, auxiliaryCNIChainName.
+//   - cniDir: Steer caches its own format in its own directory
+//     (/var/lib/cni/steer); Multus' is multusCNIDir, read for the pods
+//     Multus attached, so the two never mix.
+//   - logOptions: honoured. Multus' thin plugin reads them but applies them
+//     before it opens logFile, so its defaults (the same as Steer's) always
+//     win.
+//   - logFile, logOptions, logLevel, logToStderr of the wrong type: a
+//     warning; Multus fails the whole config.
+//   - Undeclared capabilities in a selection: accepted as in Multus, plus a
+//     Warning event on the pod; strictCapabilities refuses them.
+//   - "cniConf", which Multus' thin entrypoint writes but Multus never
+//     reads: ignored by both.
+//   - A relative path (confDir, cniDir, binDir, kubeconfig, ...) is refused:
+//     Multus resolves it against the runtime's working directory.
 //
 // Keys match case-insensitively, as they do in Multus (encoding/json), and
 // null keeps the default. Any other key is kept, raw, in Conf.Unknown, and

@@ -129,6 +129,10 @@ func FuzzParseConf(f *testing.F) {
 			t.Fatalf("namespace %q", c.Namespace)
 		case c.LogLevel != "" && !isLogLevel(c.LogLevel):
 			t.Fatalf("logLevel %q", c.LogLevel)
+		case c.LogFile != "" && !filepath.IsAbs(c.LogFile):
+			t.Fatalf("relative logFile %q", c.LogFile)
+		case c.LogOptions.MaxAge < 0 || c.LogOptions.MaxSize < 0 || c.LogOptions.MaxBackups < 0:
+			t.Fatalf("logOptions %+v", c.LogOptions)
 		case !bytes.Equal(c.Raw, data):
 			t.Fatal("Raw differs from the input")
 		}

@@ -24,7 +24,7 @@ func (c *Conf) checkPaths(top map[string]json.RawMessage) error {
 		}
 	}
 	for _, p := range []struct{ key, val string }{
-		{"confDir", c.ConfDir}, {"cniDir", c.CNIDir}, {"multusCNIDir", c.MultusCNIDir}, {"binDir", c.BinDir}, {"logFile", c.LogFile},
+		{"confDir", c.ConfDir}, {"cniDir", c.CNIDir}, {"multusCNIDir", c.MultusCNIDir}, {"binDir", c.BinDir},
 		{"kubeconfig", c.Kubeconfig}, {"readinessindicatorfile", c.ReadinessIndicatorFile},
 		{"socketPath", c.SocketPath}, {"bpffsRoot", c.BPFFSRoot},
 	} {

@@ -20,7 +20,6 @@ func TestParseConfPaths(t *testing.T) {
 		{`"confDir":"net.d"`, `"confDir"`},
 		{`"binDir":"."`, `"binDir"`},
 		{`"multusCNIDir":"multus"`, `"multusCNIDir"`},
-		{`"logFile":"steer.log"`, `"logFile"`},
 		{`"kubeconfig":"kc"`, `"kubeconfig"`},
 		{`"readinessindicatorfile":"ready"`, `"readinessindicatorfile"`},
 		{`"defaultNetworks":["./x.conf"]`, `"./x.conf" is a relative path`},

@@ -58,7 +58,9 @@ func NetworkConfig(nadName, nadConfig string, confDir string) ([]byte, error) {
 //     NetworkConfig does;
 //   - a path to a directory selects its first .conf, .json or .conflist file
 //     in file-name order;
-//   - any other path is loaded as a configuration file.
+//   - any other path is loaded as a configuration file; a .conflist file gets
+//     the .conf plugin files of the directory named after the list, beside
+//     it, appended (libcni's subdirectory loading, as Multus loads it).
 //
 // Errors are as for NetworkConfig; a missing path wraps ErrNotFound too.
 func ClusterNetworkConfig(ref, confDir string) ([]byte, error) {
@@ -92,6 +94,11 @@ func ClusterNetworkConfig(ref, confDir string) ([]byte, error) {
 	}
 	if _, err := Inspect(data); err != nil {
 		return nil, prefixError(path, err)
+	}
+	if !fi.IsDir() && filepath.Ext(path) == ".conflist" {
+		if data, err = withSubdirPlugins(data, filepath.Dir(path)); err != nil {
+			return nil, prefixError(path, err)
+		}
 	}
 	return data, nil
 }

@@ -174,3 +174,38 @@ func TestInspect(t *testing.T) {
 		t.Error("HasCapability")
 	}
 }
+
+// A .conflist clusterNetwork file gets the plugin files of the directory named after the list
+// appended, as libcni's subdirectory loading (which Multus applies to such a file) does.
+func TestClusterNetworkConfigSubdirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"10-flannel.conflist":  `{"name":"cbr0","plugins":[{"type":"flannel"}]}`,
+		"cbr0/20-tune.conf":    `{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_filter":"1"}}`,
+		"cbr0/10-portmap.conf": `{"type":"portmap","capabilities":{"portMappings":true}}`,
+		"cbr0/ignored.json":    `{"type":"nope"}`,
+		"20-inline.conflist":   `{"name":"cbr0","loadOnlyInlinedPlugins":true,"plugins":[{"type":"flannel"}]}`,
+		"30-nodir.conflist":    `{"name":"other","plugins":[{"type":"flannel"}]}`,
+		"40-bad.conflist":      `{"name":"bad","plugins":[{"type":"flannel"}]}`,
+		"bad/10-notype.conf":   `{"name":"x"}`,
+		"50-badname.conflist":  `{"name":"_x","plugins":[{"type":"flannel"}]}`,
+	})
+	got, err := ClusterNetworkConfig(filepath.Join(dir, "10-flannel.conflist"), dir)
+	want := `{"name":"cbr0","plugins":[{"type":"flannel"},{"type":"portmap","capabilities":{"portMappings":true}},{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_filter":"1"}}]}`
+	if err != nil || string(got) != want {
+		t.Errorf("got %s, %v\nwant %s", got, err, want)
+	}
+	for _, f := range []string{"20-inline.conflist", "30-nodir.conflist"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		if got, err := ClusterNetworkConfig(filepath.Join(dir, f), dir); err != nil || string(got) != string(b) {
+			t.Errorf("%s: %s, %v", f, got, err)
+		}
+	}
+	for _, f := range []string{"40-bad.conflist", "50-badname.conflist"} {
+		if _, err := ClusterNetworkConfig(filepath.Join(dir, f), dir); err == nil {
+			t.Errorf("%s accepted", f)
+		} else {
+			mustCNIError(t, err)
+		}
+	}
+}

@@ -77,7 +77,7 @@ func (h HostRoot) InstallSteer(pluginBinary string, o SteerOptions) error {
 	if err := h.InstallPlugin(pluginBinary); err != nil {
 		return err
 	}
-	_, primary, err := install.Primary(h.ConfDir())
+	path, primary, err := install.Primary(h.ConfDir())
 	if err != nil {
 		return err
 	}
@@ -98,5 +98,6 @@ func (h HostRoot) InstallSteer(pluginBinary string, o SteerOptions) error {
 	for k, v := range o.Extra {
 		plugin[k] = v
 	}
-	return install.WriteConfig(install.Config{ConfDir: h.ConfDir(), Plugin: plugin}, primary)
+	_, err = install.WriteConfig(install.Config{ConfDir: h.ConfDir(), Plugin: plugin}, path, primary)
+	return err
 }
