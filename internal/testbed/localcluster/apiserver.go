@@ -72,7 +72,9 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 			"--allow-privileged=true",
 			// No controller-manager mints service-account tokens, so pods would be rejected.
 			"--disable-admission-plugins=ServiceAccount",
-			"--service-cluster-ip-range=10.96.0.0/16",
+			// Dual-stack, so IPv6 and dual-stack Services can be made; single-stack Services
+			// still get IPv4, the first family.
+			"--service-cluster-ip-range=10.96.0.0/16,2001:db8:96::/112",
 		}
 		p, err := startProcess("kube-apiserver", bin, append(args, extraArgs...), filepath.Join(dir, "kube-apiserver.log"))
 		probe := func(ctx context.Context) error {

@@ -1,0 +1,454 @@
+// Package endpoints is the controller that writes the EndpointSlices of Services on secondary
+// networks: for each Service labelled for multus-proxy (or Steer) and annotated with a network,
+// slices holding the selected pods' addresses on that network, read from their network-status.
+// One runs per cluster, elected (see package leader); the node agents read its slices.
+package endpoints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/steernet/steer/pkg/metrics"
+	"github.com/steernet/steer/pkg/service"
+)
+
+// Component is the controller's name in Events.
+const Component = "steer-endpointslice-controller"
+
+// Event reasons.
+const (
+	ReasonInvalidNetwork = "InvalidServiceNetwork"
+	ReasonNoEndpoints    = "NoEndpointsOnNetwork"
+	ReasonServing        = "EndpointsOnNetwork"
+	ReasonWriteFailed    = "FailedToUpdateEndpointSlices"
+)
+
+// Options configure a Controller. Client is required.
+type Options struct {
+	Client  kubernetes.Interface
+	Log     *slog.Logger
+	Metrics *metrics.EndpointSlices // nil: none
+	// Workers sync that many Services at once (default 4).
+	Workers int
+	// MaxEndpointsPerSlice is Kubernetes' default, 100, unless set.
+	MaxEndpointsPerSlice int
+	// Resync replays the caches this often (default 10 minutes).
+	Resync time.Duration
+}
+
+// Controller writes the EndpointSlices of Services on secondary networks.
+type Controller struct {
+	opts     Options
+	log      *slog.Logger
+	queue    workqueue.TypedRateLimitingInterface[string]
+	services corelisters.ServiceLister
+	pods     corelisters.PodLister
+	slices   cache.Indexer
+	tracker  *tracker
+	recorder record.EventRecorder
+	state    *serviceStates
+}
+
+// New returns a controller; Run starts it.
+func New(opts Options) *Controller {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.MaxEndpointsPerSlice <= 0 {
+		opts.MaxEndpointsPerSlice = 100
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 10 * time.Minute
+	}
+	return &Controller{opts: opts, log: opts.Log, tracker: newTracker(), state: newServiceStates()}
+}
+
+// servedSelector selects the Services labelled for a proxy Steer stands in for.
+func servedSelector() string {
+	req, err := labels.NewRequirement(service.ProxyNameLabel, selection.In, service.ProxyNames)
+	if err != nil {
+		panic(err) // constant input
+	}
+	return labels.NewSelector().Add(*req).String()
+}
+
+// sliceIndex indexes slices by their Service's namespace/name.
+const sliceIndex = "service"
+
+func sliceService(obj any) ([]string, error) {
+	s, ok := obj.(*discovery.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := s.Labels[service.ServiceNameLabel]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + name}, nil
+}
+
+// Run starts the informers, waits for their caches and syncs Services until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	client := c.opts.Client
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "steer-endpointslices"})
+	defer c.queue.ShutDown()
+
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(client, c.opts.Resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = servedSelector() }))
+	sliceFactory := informers.NewSharedInformerFactoryWithOptions(client, c.opts.Resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = service.ManagedByLabel + "=" + service.SteerManagedBy
+		}))
+	podFactory := informers.NewSharedInformerFactory(client, c.opts.Resync)
+
+	svcInf := svcFactory.Core().V1().Services()
+	podInf := podFactory.Core().V1().Pods()
+	sliceInf := sliceFactory.Discovery().V1().EndpointSlices()
+	if err := podInf.Informer().SetTransform(trimPod); err != nil {
+		return err
+	}
+	if err := sliceInf.Informer().AddIndexers(cache.Indexers{sliceIndex: sliceService}); err != nil {
+		return err
+	}
+	c.services, c.pods, c.slices = svcInf.Lister(), podInf.Lister(), sliceInf.Informer().GetIndexer()
+
+	handlers := []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{
+		{svcInf.Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.enqueueObject,
+			UpdateFunc: func(_, obj any) { c.enqueueObject(obj) },
+			DeleteFunc: c.enqueueObject,
+		}},
+		{podInf.Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.podChanged(nil, obj) },
+			UpdateFunc: c.podChanged,
+			DeleteFunc: func(obj any) { c.podChanged(nil, obj) },
+		}},
+		{sliceInf.Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.sliceChanged,
+			UpdateFunc: func(_, obj any) { c.sliceChanged(obj) },
+			DeleteFunc: c.sliceChanged,
+		}},
+	}
+	for _, h := range handlers {
+		if _, err := h.inf.AddEventHandler(h.h); err != nil {
+			return err
+		}
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
+
+	for _, f := range []informers.SharedInformerFactory{svcFactory, sliceFactory, podFactory} {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, podInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	c.log.Info("EndpointSlice controller started", "workers", c.opts.Workers)
+	// Slices of Services that lost their label or annotation while no controller ran.
+	for _, key := range c.slices.ListIndexFuncValues(sliceIndex) {
+		c.queue.Add(key)
+	}
+	done := make(chan struct{})
+	for range c.opts.Workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			wait.UntilWithContext(ctx, c.work, time.Second)
+		}()
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	for range c.opts.Workers {
+		<-done
+	}
+	return nil
+}
+
+func (c *Controller) enqueueObject(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.Add(key)
+}
+
+// podChanged queues the Services that select the pod, before or after the change. A change
+// the trimmed pod does not show (most of them) queues nothing.
+func (c *Controller) podChanged(old, obj any) {
+	pod := podOf(obj)
+	if pod == nil {
+		return
+	}
+	var before *corev1.Pod
+	if old != nil {
+		before = podOf(old)
+		if before != nil && samePod(before, pod) {
+			return
+		}
+	}
+	svcs, err := c.services.Services(pod.Namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, svc := range svcs {
+		if svc.Spec.Selector == nil {
+			continue
+		}
+		sel := labels.SelectorFromValidatedSet(svc.Spec.Selector)
+		if sel.Matches(labels.Set(pod.Labels)) || (before != nil && sel.Matches(labels.Set(before.Labels))) {
+			c.queue.Add(svc.Namespace + "/" + svc.Name)
+		}
+	}
+}
+
+func podOf(obj any) *corev1.Pod {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	pod, _ := obj.(*corev1.Pod)
+	return pod
+}
+
+func samePod(a, b *corev1.Pod) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	a.ResourceVersion, b.ResourceVersion = "", ""
+	return equalPods(a, b)
+}
+
+func (c *Controller) sliceChanged(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	s, ok := obj.(*discovery.EndpointSlice)
+	if !ok {
+		return
+	}
+	if keys, _ := sliceService(s); len(keys) == 1 {
+		c.queue.Add(keys[0])
+	}
+}
+
+func (c *Controller) work(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		err := c.syncLogged(ctx, key)
+		switch {
+		case err == nil:
+			c.queue.Forget(key)
+		case errors.Is(err, errStale):
+			c.queue.AddAfter(key, 100*time.Millisecond)
+		default:
+			c.log.Warn("sync Service on secondary network", "service", key, "err", err)
+			c.queue.AddRateLimited(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+func (c *Controller) syncLogged(ctx context.Context, key string) error {
+	start := time.Now()
+	result, err := c.sync(ctx, key)
+	if m := c.opts.Metrics; m != nil && !errors.Is(err, errStale) {
+		m.Duration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			result = "error"
+		}
+		m.Syncs.WithLabelValues(result).Inc()
+		ready, notReady := c.state.totals()
+		m.Endpoints.WithLabelValues("ready").Set(float64(ready))
+		m.Endpoints.WithLabelValues("not_ready").Set(float64(notReady))
+	}
+	return err
+}
+
+// sync makes the Service's slices what its pods say; it returns the result for the metrics.
+func (c *Controller) sync(ctx context.Context, key string) (string, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return "invalid", nil
+	}
+	if c.tracker.stale(key, c.slices) {
+		return "", errStale
+	}
+	existing := c.existingSlices(key)
+	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		// Gone or no longer ours: its slices go (the garbage collector would take them only
+		// with the Service itself).
+		c.state.forget(key)
+		c.tracker.forget(key)
+		return "ok", c.write(ctx, key, nil, plan{delete: existing})
+	}
+	if err != nil {
+		return "", err
+	}
+	network, err := service.ParseNetwork(svc.Annotations[service.NetworkAnnotation], svc.Namespace)
+	_, annotated := svc.Annotations[service.NetworkAnnotation]
+	switch {
+	case !annotated || svc.Spec.Selector == nil || svc.Spec.Type == corev1.ServiceTypeExternalName:
+		// Not a Service on a secondary network, or one whose endpoints its owner writes.
+		c.state.forget(key)
+		return "ok", c.write(ctx, key, svc, plan{delete: existing})
+	case err != nil:
+		if c.state.set(key, "invalid: "+err.Error(), 0, 0) {
+			c.recorder.Event(svc, corev1.EventTypeWarning, ReasonInvalidNetwork, err.Error())
+		}
+		return "invalid", c.write(ctx, key, svc, plan{delete: existing})
+	}
+
+	pods, err := c.pods.Pods(ns).List(labels.SelectorFromValidatedSet(svc.Spec.Selector))
+	if err != nil {
+		return "", err
+	}
+	groups, ready, notReady := desired(svc, pods, network)
+	p := reconcile(svc, groups, existing, c.opts.MaxEndpointsPerSlice)
+	if err := c.write(ctx, key, svc, p); err != nil {
+		c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonWriteFailed, "EndpointSlices for network %s: %v", network, err)
+		return "", err
+	}
+	switch {
+	case ready+notReady == 0 && len(pods) > 0:
+		if c.state.set(key, "none", 0, 0) {
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonNoEndpoints,
+				"%d pods selected, none with an address on network %s in its network-status", len(pods), network)
+		}
+	default:
+		if c.state.set(key, "serving "+network, ready, notReady) {
+			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonServing,
+				"EndpointSlices on network %s: %d endpoints ready, %d not ready", network, ready, notReady)
+		}
+	}
+	return "ok", nil
+}
+
+// desired groups the endpoints of the selected pods on network by address type and ports, and
+// counts them (per address, so a dual-stack pod counts twice).
+func desired(svc *corev1.Service, pods []*corev1.Pod, network string) (groups map[string]*group, ready, notReady int) {
+	types := addressTypes(svc)
+	groups = map[string]*group{}
+	for _, pod := range pods {
+		if !isEndpoint(pod) {
+			continue
+		}
+		v4, v6 := addressesOn(pod, network)
+		ports := portsFor(svc, pod)
+		for _, t := range types {
+			addr := v4
+			if t == discovery.AddressTypeIPv6 {
+				addr = v6
+			}
+			if !addr.IsValid() {
+				continue
+			}
+			k := portsKey(t, ports)
+			g := groups[k]
+			if g == nil {
+				g = &group{addrType: t, ports: ports, endpoints: map[string]discovery.Endpoint{}}
+				groups[k] = g
+			}
+			ep := endpointFor(pod, svc, addr)
+			g.endpoints[pod.Name] = ep
+			if *ep.Conditions.Ready {
+				ready++
+			} else {
+				notReady++
+			}
+		}
+	}
+	return groups, ready, notReady
+}
+
+func (c *Controller) existingSlices(key string) []*discovery.EndpointSlice {
+	objs, _ := c.slices.ByIndex(sliceIndex, key)
+	out := make([]*discovery.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discovery.EndpointSlice); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// write carries out a plan, deletions last so readers never see a Service without slices
+// while its endpoints move.
+func (c *Controller) write(ctx context.Context, key string, svc *corev1.Service, p plan) error {
+	if p.empty() {
+		return nil
+	}
+	api := c.opts.Client.DiscoveryV1()
+	var errs []error
+	for _, s := range p.create {
+		got, err := api.EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{})
+		if err != nil {
+			if apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err) && svc != nil && svc.DeletionTimestamp != nil {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("create EndpointSlice: %w", err))
+			continue
+		}
+		c.tracker.wrote(key, got)
+		c.count("create")
+	}
+	for _, s := range p.update {
+		got, err := api.EndpointSlices(s.Namespace).Update(ctx, s, metav1.UpdateOptions{})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("update EndpointSlice %s: %w", s.Name, err))
+			continue
+		}
+		c.tracker.wrote(key, got)
+		c.count("update")
+	}
+	for _, s := range p.delete {
+		err := api.EndpointSlices(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("delete EndpointSlice %s: %w", s.Name, err))
+			continue
+		}
+		c.tracker.deleted(key, s)
+		c.count("delete")
+	}
+	c.log.Debug("EndpointSlices written", "service", key,
+		"created", len(p.create), "updated", len(p.update), "deleted", len(p.delete), "errors", len(errs))
+	return errors.Join(errs...)
+}
+
+func (c *Controller) count(op string) {
+	if c.opts.Metrics != nil {
+		c.opts.Metrics.Writes.WithLabelValues(op).Inc()
+	}
+}
