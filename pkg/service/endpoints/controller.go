@@ -272,6 +272,7 @@ func (c *Controller) work(ctx context.Context) {
 			c.queue.Forget(key)
 		case errors.Is(err, errStale):
 			c.queue.AddAfter(key, 100*time.Millisecond)
+		case ctx.Err() != nil: // stopping: the next leader syncs it
 		default:
 			c.log.Warn("sync Service on secondary network", "service", key, "err", err)
 			c.queue.AddRateLimited(key)

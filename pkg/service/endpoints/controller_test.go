@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/svctest"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/service"
 	"github.com/steernet/steer/pkg/service/endpoints"
@@ -58,30 +59,30 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 	dmz := ns + "/dmz"
 
 	svc, err := c.CoreV1().Services(ns).Create(t.Context(),
-		dmzService(ns, "web-dmz", "dmz", corev1.IPv4Protocol, corev1.IPv6Protocol), metav1.CreateOptions{})
+		svctest.Service(ns, "web-dmz", "dmz", corev1.IPv4Protocol, corev1.IPv6Protocol), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// No pod yet: a placeholder per family, so readers tell "none" from "not yet".
-	waitSlices(t, c, ns, "web-dmz", "IPv4 (none)\nIPv6 (none)")
+	svctest.WaitSlices(t, c, ns, "web-dmz", "IPv4 (none)\nIPv6 (none)")
 
-	createPod(t, c, attachedPod(ns, "web-a", "node-a", map[string][]string{dmz: {"192.0.2.10", "2001:db8:2::a"}}), true)
-	b := createPod(t, c, attachedPod(ns, "web-b", "node-b", map[string][]string{dmz: {"192.0.2.11"}}), false)
-	createPod(t, c, attachedPod(ns, "web-nostatus", "node-a", nil), true)
-	createPod(t, c, attachedPod(ns, "web-mgmt", "node-a", map[string][]string{ns + "/mgmt": {"198.51.100.7"}}), true)
-	other := attachedPod(ns, "other", "node-a", map[string][]string{dmz: {"192.0.2.99"}})
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-a", "node-a", map[string][]string{dmz: {"192.0.2.10", "2001:db8:2::a"}}), true)
+	b := svctest.CreatePod(t, c, svctest.Pod(ns, "web-b", "node-b", map[string][]string{dmz: {"192.0.2.11"}}), false)
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-nostatus", "node-a", nil), true)
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-mgmt", "node-a", map[string][]string{ns + "/mgmt": {"198.51.100.7"}}), true)
+	other := svctest.Pod(ns, "other", "node-a", map[string][]string{dmz: {"192.0.2.99"}})
 	other.Labels = map[string]string{"app": "other"}
-	createPod(t, c, other, true)
-	held := attachedPod(ns, "web-e", "node-b", map[string][]string{dmz: {"192.0.2.12"}})
-	held.Finalizers = []string{holdFinalizer}
-	createPod(t, c, held, true)
-	t.Cleanup(func() { releasePod(t, c, ns, "web-e") })
+	svctest.CreatePod(t, c, other, true)
+	held := svctest.Pod(ns, "web-e", "node-b", map[string][]string{dmz: {"192.0.2.12"}})
+	held.Finalizers = []string{svctest.HoldFinalizer}
+	svctest.CreatePod(t, c, held, true)
+	t.Cleanup(func() { svctest.ReleasePod(t, c, ns, "web-e") })
 	if err := c.CoreV1().Pods(ns).Delete(t.Context(), "web-e", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
 	ports := " http/TCP:8080,dns/UDP:53"
-	waitSlices(t, c, ns, "web-dmz", strings.Join([]string{
+	svctest.WaitSlices(t, c, ns, "web-dmz", strings.Join([]string{
 		"IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false" + ports,
 		"IPv4 web-b=192.0.2.11 ready=false serving=false terminating=false" + ports,
 		"IPv4 web-e=192.0.2.12 ready=false serving=true terminating=true" + ports,
@@ -90,7 +91,7 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 
 	// Slices carry the Service's labels (multus-proxy selected them by its proxy name), their
 	// own manager and an owner reference to the Service.
-	for _, s := range ourSlices(t, c, ns, "web-dmz") {
+	for _, s := range svctest.SteerSlices(t, c, ns, "web-dmz") {
 		if s.Labels[service.ProxyNameLabel] != service.MultusProxyName || s.Labels["tier"] != "dmz" || s.Labels[service.ServiceNameLabel] != "web-dmz" {
 			t.Errorf("slice %s labels %v: want the Service's, service-name and managed-by", s.Name, s.Labels)
 		}
@@ -100,16 +101,16 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 	}
 
 	// web-b becomes ready; web-a leaves the network (its network-status loses dmz).
-	setReady(t, c, b, true)
+	svctest.SetReady(t, c, b, true)
 	a, err := c.CoreV1().Pods(ns).Get(t.Context(), "web-a", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Annotations = attachedPod(ns, "web-a", "", map[string][]string{ns + "/mgmt": {"198.51.100.8"}}).Annotations
+	a.Annotations = svctest.Pod(ns, "web-a", "", map[string][]string{ns + "/mgmt": {"198.51.100.8"}}).Annotations
 	if _, err := c.CoreV1().Pods(ns).Update(t.Context(), a, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitSlices(t, c, ns, "web-dmz", strings.Join([]string{
+	svctest.WaitSlices(t, c, ns, "web-dmz", strings.Join([]string{
 		"IPv4 web-b=192.0.2.11 ready=true serving=true terminating=false" + ports,
 		"IPv4 web-e=192.0.2.12 ready=false serving=true terminating=true" + ports,
 		"IPv6 (none)",
@@ -131,7 +132,7 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 	if _, err := c.CoreV1().Services(ns).Update(t.Context(), svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitSlices(t, c, ns, "web-dmz", "")
+	svctest.WaitSlices(t, c, ns, "web-dmz", "")
 }
 
 // TestIgnoredAndInvalid: a Service without the annotation or without the label gets no slices;
@@ -142,28 +143,28 @@ func TestIgnoredAndInvalid(t *testing.T) {
 	ns := kubetest.Namespace(t)
 	startController(t, c)
 
-	noAnnotation := dmzService(ns, "no-annotation", "")
-	noLabel := dmzService(ns, "no-label", "dmz")
+	noAnnotation := svctest.Service(ns, "no-annotation", "")
+	noLabel := svctest.Service(ns, "no-label", "dmz")
 	noLabel.Labels = nil
-	bad := dmzService(ns, "bad", "a/b/c")
-	crossNS := dmzService(ns, "cross-ns", "lan-ns/lan", corev1.IPv6Protocol)
-	steerLabel := dmzService(ns, "steer-label", "dmz")
+	bad := svctest.Service(ns, "bad", "a/b/c")
+	crossNS := svctest.Service(ns, "cross-ns", "lan-ns/lan", corev1.IPv6Protocol)
+	steerLabel := svctest.Service(ns, "steer-label", "dmz")
 	steerLabel.Labels[service.ProxyNameLabel] = service.SteerProxyName
 	for _, svc := range []*corev1.Service{noAnnotation, noLabel, bad, crossNS, steerLabel} {
 		if _, err := c.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	createPod(t, c, attachedPod(ns, "web-a", "node-a", map[string][]string{
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-a", "node-a", map[string][]string{
 		ns + "/dmz": {"192.0.2.10"}, "lan-ns/lan": {"2001:db8:5::a", "198.51.100.10"},
 	}), true)
 
 	ports := " http/TCP:8080,dns/UDP:53"
-	waitSlices(t, c, ns, "steer-label", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
-	waitSlices(t, c, ns, "cross-ns", "IPv6 web-a=2001:db8:5::a ready=true serving=true terminating=false"+ports)
+	svctest.WaitSlices(t, c, ns, "steer-label", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
+	svctest.WaitSlices(t, c, ns, "cross-ns", "IPv6 web-a=2001:db8:5::a ready=true serving=true terminating=false"+ports)
 	wantEvent(t, c, ns, "bad", endpoints.ReasonInvalidNetwork)
 	for _, name := range []string{"no-annotation", "no-label", "bad"} {
-		if got := summary(ourSlices(t, c, ns, name)); got != "" {
+		if got := svctest.Summary(svctest.SteerSlices(t, c, ns, name)); got != "" {
 			t.Errorf("Service %s has slices:\n%s\nwant none", name, got)
 		}
 	}
@@ -177,10 +178,10 @@ func TestIgnoredAndInvalid(t *testing.T) {
 	if _, err := c.CoreV1().Services(ns).Update(t.Context(), svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitSlices(t, c, ns, "bad", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
+	svctest.WaitSlices(t, c, ns, "bad", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
 
 	// Selected pods, none on the network: a Warning says so.
-	lonely := dmzService(ns, "lonely", "nowhere")
+	lonely := svctest.Service(ns, "lonely", "nowhere")
 	if _, err := c.CoreV1().Services(ns).Create(t.Context(), lonely, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestIgnoredAndInvalid(t *testing.T) {
 
 func wantEvent(t *testing.T, c kubernetes.Interface, ns, svc, reason string) {
 	t.Helper()
-	eventually(t, 15*time.Second, "Event "+reason+" on "+svc, func() (bool, string) {
+	svctest.Eventually(t, 15*time.Second, "Event "+reason+" on "+svc, func() (bool, string) {
 		list, err := c.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{
 			FieldSelector: fields.Set{"involvedObject.name": svc, "involvedObject.kind": "Service"}.String(),
 		})

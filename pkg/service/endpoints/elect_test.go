@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/svctest"
 	"github.com/steernet/steer/pkg/leader"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/service/endpoints"
@@ -47,12 +48,12 @@ func TestOneLeaderWrites(t *testing.T) {
 	}
 	a, b := start("a"), start("b")
 
-	if _, err := c.CoreV1().Services(ns).Create(t.Context(), dmzService(ns, "web-dmz", "dmz", corev1.IPv4Protocol), metav1.CreateOptions{}); err != nil {
+	if _, err := c.CoreV1().Services(ns).Create(t.Context(), svctest.Service(ns, "web-dmz", "dmz", corev1.IPv4Protocol), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	createPod(t, c, attachedPod(ns, "web-a", "node-a", map[string][]string{dmz: {"192.0.2.10"}}), true)
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-a", "node-a", map[string][]string{dmz: {"192.0.2.10"}}), true)
 	ports := " http/TCP:8080,dns/UDP:53"
-	waitSlices(t, c, ns, "web-dmz", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
+	svctest.WaitSlices(t, c, ns, "web-dmz", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
 
 	writes := func(cd *candidate) float64 {
 		n := 0.0
@@ -87,13 +88,13 @@ func TestOneLeaderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.done <- nil // for the cleanup
-	eventually(t, 10*time.Second, "the other candidate leads", func() (bool, string) {
+	svctest.Eventually(t, 10*time.Second, "the other candidate leads", func() (bool, string) {
 		return testutil.ToFloat64(second.m.Leader) == 1, "not yet"
 	})
-	createPod(t, c, attachedPod(ns, "web-b", "node-b", map[string][]string{dmz: {"192.0.2.11"}}), true)
-	waitSlices(t, c, ns, "web-dmz", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports+
+	svctest.CreatePod(t, c, svctest.Pod(ns, "web-b", "node-b", map[string][]string{dmz: {"192.0.2.11"}}), true)
+	svctest.WaitSlices(t, c, ns, "web-dmz", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports+
 		"\nIPv4 web-b=192.0.2.11 ready=true serving=true terminating=false"+ports)
-	if got := len(ourSlices(t, c, ns, "web-dmz")); got != 1 {
+	if got := len(svctest.SteerSlices(t, c, ns, "web-dmz")); got != 1 {
 		t.Errorf("%d slices after the handover, want 1 (the new leader adopts the old one's)", got)
 	}
 }

@@ -1,4 +1,6 @@
-package endpoints_test
+// Package svctest builds the Services on secondary networks, pods and network-status that the
+// tests of the EndpointSlice controller and the node agent run against the local apiserver.
+package svctest
 
 import (
 	"context"
@@ -20,8 +22,8 @@ import (
 	"github.com/steernet/steer/pkg/service"
 )
 
-// dmzService is the issue's example Service: http on a named target port, dns on its own port.
-func dmzService(ns, name, network string, families ...corev1.IPFamily) *corev1.Service {
+// Service is the issue's example Service: http on a named target port, dns on its own port.
+func Service(ns, name, network string, families ...corev1.IPFamily) *corev1.Service {
 	policy := corev1.IPFamilyPolicySingleStack
 	if len(families) > 1 {
 		policy = corev1.IPFamilyPolicyRequireDualStack
@@ -48,8 +50,8 @@ func dmzService(ns, name, network string, families ...corev1.IPFamily) *corev1.S
 	return svc
 }
 
-// attachedPod is a pod of app=web with network-status naming networks (name: addresses).
-func attachedPod(ns, name, node string, networks map[string][]string) *corev1.Pod {
+// Pod is a pod of app=web with network-status naming networks (name: addresses).
+func Pod(ns, name, node string, networks map[string][]string) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "web"}},
 		Spec: corev1.PodSpec{
@@ -81,16 +83,18 @@ func sortedNames(m map[string][]string) []string {
 	return out
 }
 
-func createPod(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, ready bool) *corev1.Pod {
+// CreatePod creates the pod and sets its Ready condition.
+func CreatePod(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, ready bool) *corev1.Pod {
 	t.Helper()
 	got, err := c.CoreV1().Pods(pod.Namespace).Create(t.Context(), pod, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
-	return setReady(t, c, got, ready)
+	return SetReady(t, c, got, ready)
 }
 
-func setReady(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, ready bool) *corev1.Pod {
+// SetReady sets the pod running, Ready or not, as a kubelet would.
+func SetReady(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, ready bool) *corev1.Pod {
 	t.Helper()
 	status := corev1.ConditionFalse
 	if ready {
@@ -106,18 +110,19 @@ func setReady(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, ready bool)
 	return got
 }
 
-// holdFinalizer keeps a deleted pod terminating (no kubelet here removes it).
-const holdFinalizer = "test.steernet.io/hold"
+// HoldFinalizer keeps a deleted pod terminating (no kubelet here removes it).
+const HoldFinalizer = "test.steernet.io/hold"
 
-func releasePod(t *testing.T, c kubernetes.Interface, ns, name string) {
+// ReleasePod removes HoldFinalizer, so a deleted pod goes.
+func ReleasePod(t *testing.T, c kubernetes.Interface, ns, name string) {
 	patch := []byte(`{"metadata":{"finalizers":null}}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, _ = c.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 }
 
-// ourSlices are the Service's slices written by Steer's controller.
-func ourSlices(t *testing.T, c kubernetes.Interface, ns, svc string) []discovery.EndpointSlice {
+// SteerSlices are the Service's slices written by Steer's controller.
+func SteerSlices(t *testing.T, c kubernetes.Interface, ns, svc string) []discovery.EndpointSlice {
 	t.Helper()
 	list, err := c.DiscoveryV1().EndpointSlices(ns).List(t.Context(), metav1.ListOptions{
 		LabelSelector: service.ServiceNameLabel + "=" + svc + "," + service.ManagedByLabel + "=" + service.SteerManagedBy,
@@ -128,9 +133,9 @@ func ourSlices(t *testing.T, c kubernetes.Interface, ns, svc string) []discovery
 	return list.Items
 }
 
-// summary renders slices as sorted lines "IPv4 pod=addr ready serving terminating ports", so
+// Summary renders slices as sorted lines "IPv4 pod=addr ready serving terminating ports", so
 // tests compare one string.
-func summary(ss []discovery.EndpointSlice) string {
+func Summary(ss []discovery.EndpointSlice) string {
 	var lines []string
 	for _, s := range ss {
 		var ports []string
@@ -150,8 +155,8 @@ func summary(ss []discovery.EndpointSlice) string {
 	return strings.Join(lines, "\n")
 }
 
-// eventually polls cond every 50 ms until it holds or timeout passes, then fails with last.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+// Eventually polls cond every 50 ms until it holds or timeout passes, then fails with last.
+func Eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -168,10 +173,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-func waitSlices(t *testing.T, c kubernetes.Interface, ns, svc, want string) {
+// WaitSlices waits until Summary of the Service's slices is want.
+func WaitSlices(t *testing.T, c kubernetes.Interface, ns, svc, want string) {
 	t.Helper()
-	eventually(t, 15*time.Second, "slices of "+svc, func() (bool, string) {
-		got := summary(ourSlices(t, c, ns, svc))
+	Eventually(t, 15*time.Second, "slices of "+svc, func() (bool, string) {
+		got := Summary(SteerSlices(t, c, ns, svc))
 		return got == want, got
 	})
 }
