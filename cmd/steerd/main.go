@@ -1,7 +1,8 @@
 // Command steerd is Steer's node daemon, run by the DaemonSet in manifests/:
 //
 //	steerd install    (init container) put the plugin and its CNI config on the host
-//	steerd run        keep the config, token and pins in order, serve metrics and health
+//	steerd run        keep the config, token and pins in order, serve metrics and health, and
+//	                  Services on secondary networks (EndpointSlices, the pods' entries)
 //	steerd uninstall  (preStop) take Steer off the node, config first
 package main
 

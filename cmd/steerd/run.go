@@ -35,6 +35,7 @@ type runFlags struct {
 	nodeName    string
 	kubeconfig  string
 	workers     int
+	services    serviceFlags
 }
 
 func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
@@ -48,6 +49,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name: the daemon caches only its pods")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for thick mode; empty: in-cluster service account")
 	fs.IntVar(&f.workers, "workers", daemon.DefaultWorkers, "CNI requests served at once in thick mode")
+	f.services.register(fs)
 	_ = fs.Parse(args)
 	conf, err := f.config()
 	if err != nil {
@@ -106,6 +108,15 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	g.Go(func() error { return collectLoop(ctx, layout, f.gcEvery, log) })
 	if f.socket != "" {
 		g.Go(func() error { return serveThick(ctx, f, reg, log) })
+	}
+	if f.services.enabled {
+		if cfg, err := restConfig(f.kubeconfig); err != nil {
+			log.Warn("Services on secondary networks are off: no apiserver to follow", "err", err)
+		} else {
+			s := services{flags: f.services, cfg: cfg, nodeName: f.nodeName, cniDir: cniCacheDir(conf.Plugin),
+				programmer: newServiceProgrammer(layout), reg: reg, log: log.With("part", "services")}
+			g.Go(func() error { return s.run(ctx) })
+		}
 	}
 	return g.Wait()
 }

@@ -42,6 +42,9 @@ type SteerdOptions struct {
 	LogLevel   string // the plugin's
 	// Extra are further plugin keys (e.g. "delegateTimeout").
 	Extra map[string]any
+	// Services runs Services on secondary networks (the EndpointSlice controller's election
+	// and the node agent); off, a node's steerd is what the CNI tests measure and nothing more.
+	Services bool
 }
 
 // StartSteerd starts steerd for node i of host, waits until its socket answers and its CNI
@@ -82,6 +85,7 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 		"-bpffs-root", o.BPFFSRoot,
 		"-metrics-addr", d.Metrics,
 		"-gc-interval", "2s",
+		fmt.Sprintf("-services=%t", o.Services),
 	)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

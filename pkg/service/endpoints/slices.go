@@ -221,16 +221,6 @@ func reconcile(svc *corev1.Service, groups map[string]*group, existing []*discov
 	return p
 }
 
-func countType(ss []*discovery.EndpointSlice, t discovery.AddressType) int {
-	n := 0
-	for _, s := range ss {
-		if s.AddressType == t {
-			n++
-		}
-	}
-	return n
-}
-
 // fill makes new slices of at most maxPerSlice endpoints for names.
 func fill(svc *corev1.Service, g *group, names []string, maxPerSlice int) []*discovery.EndpointSlice {
 	var out []*discovery.EndpointSlice
