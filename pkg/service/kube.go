@@ -41,20 +41,6 @@ var ProxyNames = []string{MultusProxyName, SteerProxyName}
 // preferred first.
 var ManagedBy = []string{SteerManagedBy, MultusManagedBy}
 
-// Served reports whether a Service with these labels is one Steer proxies (given a network).
-func Served(labels map[string]string) bool {
-	v, ok := labels[ProxyNameLabel]
-	if !ok {
-		return false
-	}
-	for _, name := range ProxyNames {
-		if v == name {
-			return true
-		}
-	}
-	return false
-}
-
 // ParseNetwork resolves a NetworkAnnotation value to the "namespace/name" that a pod's
 // network-status names the network by. A bare name is in the Service's namespace; spaces are
 // ignored, as multus-service ignored them.

@@ -89,6 +89,13 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 		"IPv6 web-a=2001:db8:2::a ready=true serving=true terminating=false" + ports,
 	}, "\n"))
 
+	// Settled, the controller writes nothing more (what it reads back equals what it wrote).
+	settled := writes(m)
+	time.Sleep(time.Second)
+	if n := writes(m); n != settled {
+		t.Errorf("%v writes with nothing changing", n-settled)
+	}
+
 	// Slices carry the Service's labels (multus-proxy selected them by its proxy name), their
 	// own manager and an owner reference to the Service.
 	for _, s := range svctest.SteerSlices(t, c, ns, "web-dmz") {
@@ -186,6 +193,14 @@ func TestIgnoredAndInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEvent(t, c, ns, "lonely", endpoints.ReasonNoEndpoints)
+}
+
+func writes(m *metrics.EndpointSlices) float64 {
+	n := 0.0
+	for _, op := range []string{"create", "update", "delete"} {
+		n += testutil.ToFloat64(m.Writes.WithLabelValues(op))
+	}
+	return n
 }
 
 func wantEvent(t *testing.T, c kubernetes.Interface, ns, svc, reason string) {

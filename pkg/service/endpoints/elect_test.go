@@ -55,13 +55,6 @@ func TestOneLeaderWrites(t *testing.T) {
 	ports := " http/TCP:8080,dns/UDP:53"
 	svctest.WaitSlices(t, c, ns, "web-dmz", "IPv4 web-a=192.0.2.10 ready=true serving=true terminating=false"+ports)
 
-	writes := func(cd *candidate) float64 {
-		n := 0.0
-		for _, op := range []string{"create", "update", "delete"} {
-			n += testutil.ToFloat64(cd.m.Writes.WithLabelValues(op))
-		}
-		return n
-	}
 	leaderOf := func() (*candidate, *candidate) {
 		la, lb := testutil.ToFloat64(a.m.Leader), testutil.ToFloat64(b.m.Leader)
 		switch {
@@ -74,8 +67,8 @@ func TestOneLeaderWrites(t *testing.T) {
 		return nil, nil
 	}
 	first, second := leaderOf()
-	if writes(first) == 0 || writes(second) != 0 {
-		t.Fatalf("writes: leader %v, other %v; want the leader's alone", writes(first), writes(second))
+	if writes(first.m) == 0 || writes(second.m) != 0 {
+		t.Fatalf("writes: leader %v, other %v; want the leader's alone", writes(first.m), writes(second.m))
 	}
 	lease, err := c.CoordinationV1().Leases(ns).Get(t.Context(), "steer-endpointslices", metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil {
