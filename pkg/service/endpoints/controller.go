@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -62,7 +63,7 @@ type Controller struct {
 	log      *slog.Logger
 	queue    workqueue.TypedRateLimitingInterface[string]
 	services corelisters.ServiceLister
-	pods     corelisters.PodLister
+	pods     cache.Indexer // *corev1.Pod, or *metav1.PartialObjectMetadata for a pod on no secondary network
 	slices   cache.Indexer
 	tracker  *tracker
 	recorder record.EventRecorder
@@ -83,7 +84,7 @@ func New(opts Options) *Controller {
 	if opts.Resync <= 0 {
 		opts.Resync = 10 * time.Minute
 	}
-	return &Controller{opts: opts, log: opts.Log, tracker: newTracker(), state: newServiceStates()}
+	return &Controller{opts: opts, log: opts.Log, tracker: newTracker(10 * time.Second), state: newServiceStates()}
 }
 
 // servedSelector selects the Services labelled for a proxy Steer stands in for.
@@ -135,7 +136,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := sliceInf.Informer().AddIndexers(cache.Indexers{sliceIndex: sliceService}); err != nil {
 		return err
 	}
-	c.services, c.pods, c.slices = svcInf.Lister(), podInf.Lister(), sliceInf.Informer().GetIndexer()
+	c.services, c.pods, c.slices = svcInf.Lister(), podInf.Informer().GetIndexer(), sliceInf.Informer().GetIndexer()
 
 	handlers := []struct {
 		inf cache.SharedIndexInformer
@@ -207,18 +208,21 @@ func (c *Controller) enqueueObject(obj any) {
 // podChanged queues the Services that select the pod, before or after the change. A change
 // the trimmed pod does not show (most of them) queues nothing.
 func (c *Controller) podChanged(old, obj any) {
-	pod := podOf(obj)
-	if pod == nil {
+	before, after := podOf(old), podOf(obj)
+	if old != nil && samePod(old, obj) {
 		return
 	}
-	var before *corev1.Pod
-	if old != nil {
-		before = podOf(old)
-		if before != nil && samePod(before, pod) {
-			return
+	var sets []labels.Set
+	ns := ""
+	for _, p := range []*corev1.Pod{before, after} {
+		if p != nil {
+			sets, ns = append(sets, p.Labels), p.Namespace
 		}
 	}
-	svcs, err := c.services.Services(pod.Namespace).List(labels.Everything())
+	if len(sets) == 0 {
+		return // on no secondary network, before or after
+	}
+	svcs, err := c.services.Services(ns).List(labels.Everything())
 	if err != nil {
 		return
 	}
@@ -227,12 +231,16 @@ func (c *Controller) podChanged(old, obj any) {
 			continue
 		}
 		sel := labels.SelectorFromValidatedSet(svc.Spec.Selector)
-		if sel.Matches(labels.Set(pod.Labels)) || (before != nil && sel.Matches(labels.Set(before.Labels))) {
-			c.queue.Add(svc.Namespace + "/" + svc.Name)
+		for _, set := range sets {
+			if sel.Matches(set) {
+				c.queue.Add(svc.Namespace + "/" + svc.Name)
+				break
+			}
 		}
 	}
 }
 
+// podOf is the pod in an informer's object when it is on a secondary network, else nil.
 func podOf(obj any) *corev1.Pod {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -241,10 +249,33 @@ func podOf(obj any) *corev1.Pod {
 	return pod
 }
 
-func samePod(a, b *corev1.Pod) bool {
-	a, b = a.DeepCopy(), b.DeepCopy()
-	a.ResourceVersion, b.ResourceVersion = "", ""
-	return equalPods(a, b)
+// samePod reports whether two trimmed versions of a pod differ only in resourceVersion.
+func samePod(a, b any) bool {
+	strip := func(o any) any {
+		switch o := o.(type) {
+		case *corev1.Pod:
+			o = o.DeepCopy()
+			o.ResourceVersion = ""
+			return o
+		case *metav1.PartialObjectMetadata:
+			o = o.DeepCopy()
+			o.ResourceVersion = ""
+			return o
+		}
+		return o
+	}
+	return apiequality.Semantic.DeepEqual(strip(a), strip(b))
+}
+
+// selectedPods are the pods on a secondary network in namespace that sel selects.
+func (c *Controller) selectedPods(namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
+	var out []*corev1.Pod
+	err := cache.ListAllByNamespace(c.pods, namespace, sel, func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok {
+			out = append(out, p)
+		}
+	})
+	return out, err
 }
 
 func (c *Controller) sliceChanged(obj any) {
@@ -332,7 +363,7 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 		return "invalid", c.write(ctx, key, svc, plan{delete: existing})
 	}
 
-	pods, err := c.pods.Pods(ns).List(labels.SelectorFromValidatedSet(svc.Spec.Selector))
+	pods, err := c.selectedPods(ns, labels.SelectorFromValidatedSet(svc.Spec.Selector))
 	if err != nil {
 		return "", err
 	}

@@ -13,24 +13,25 @@ import (
 )
 
 // trimPod keeps of a pod only what endpoints are made of, so that the cluster-wide pod cache
-// costs little: a pod attached to no secondary network keeps its key alone (it cannot be an
-// endpoint; the update that attaches it brings it back whole), the others their labels,
-// node, deletion, Ready condition, container ports and network-status.
+// costs little: a pod attached to no secondary network keeps its identity alone, as object
+// metadata (it cannot be an endpoint; the update that attaches it brings it back), the others
+// their labels, node, deletion, Ready condition, container ports and network-status.
 func trimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil // a tombstone
 	}
-	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+	meta := metav1.ObjectMeta{
 		Namespace:       pod.Namespace,
 		Name:            pod.Name,
 		UID:             pod.UID,
 		ResourceVersion: pod.ResourceVersion,
-	}}
+	}
 	status, ok := pod.Annotations[k8s.NetworkStatusAnnotation]
 	if !ok || !hasSecondary(status) {
-		return out, nil
+		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: meta}, nil
 	}
+	out := &corev1.Pod{ObjectMeta: meta}
 	out.Labels = pod.Labels
 	out.Annotations = map[string]string{k8s.NetworkStatusAnnotation: status}
 	out.DeletionTimestamp = pod.DeletionTimestamp

@@ -3,10 +3,9 @@ package endpoints
 import (
 	"errors"
 	"sync"
+	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -14,26 +13,36 @@ import (
 // a sync now would write from an old view (and duplicate slices). The Service is retried shortly.
 var errStale = errors.New("EndpointSlice cache behind the controller's writes")
 
-// tracker remembers, per Service, the slices the controller wrote until the informer shows them.
+// tracker remembers, per Service, the slices the controller wrote until the informer shows them,
+// or for ttl at most: a slice that someone else deleted or changed meanwhile may never
+// show as written.
 type tracker struct {
-	mu sync.Mutex
-	// generation written per slice name; deletedGen marks a deletion
-	written map[string]map[string]int64
+	mu  sync.Mutex
+	ttl time.Duration
+	// per Service, per slice name
+	written map[string]map[string]write
+}
+
+type write struct {
+	gen int64 // deletedGen marks a deletion
+	at  time.Time
 }
 
 const deletedGen = -1
 
-func newTracker() *tracker { return &tracker{written: map[string]map[string]int64{}} }
+func newTracker(ttl time.Duration) *tracker {
+	return &tracker{ttl: ttl, written: map[string]map[string]write{}}
+}
 
 func (t *tracker) record(key, name string, gen int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.written[key]
 	if m == nil {
-		m = map[string]int64{}
+		m = map[string]write{}
 		t.written[key] = m
 	}
-	m[name] = gen
+	m[name] = write{gen: gen, at: time.Now()}
 }
 
 func (t *tracker) wrote(key string, s *discovery.EndpointSlice) { t.record(key, s.Name, s.Generation) }
@@ -53,14 +62,14 @@ func (t *tracker) stale(key string, slices cache.Indexer) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	behind := false
-	for name, gen := range t.written[key] {
-		ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	for name, w := range t.written[key] {
 		obj, exists, _ := slices.GetByKey(ns + "/" + name)
-		var caught bool
-		if gen == deletedGen {
-			caught = !exists
+		caught := time.Since(w.at) > t.ttl
+		if w.gen == deletedGen {
+			caught = caught || !exists
 		} else if exists {
-			caught = obj.(*discovery.EndpointSlice).Generation >= gen
+			caught = caught || obj.(*discovery.EndpointSlice).Generation >= w.gen
 		}
 		if caught {
 			delete(t.written[key], name)
@@ -112,5 +121,3 @@ func (s *serviceStates) totals() (ready, notReady int) {
 	}
 	return
 }
-
-func equalPods(a, b *corev1.Pod) bool { return apiequality.Semantic.DeepEqual(a, b) }
