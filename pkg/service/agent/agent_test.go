@@ -150,8 +150,13 @@ func startController(t *testing.T, c kubernetes.Interface, ns string) {
 
 func waitProgrammed(t *testing.T, r *recorder, id, want string) time.Time {
 	t.Helper()
+	return waitProgrammedWithin(t, 30*time.Second, r, id, want)
+}
+
+func waitProgrammedWithin(t *testing.T, timeout time.Duration, r *recorder, id, want string) time.Time {
+	t.Helper()
 	var at time.Time
-	svctest.Eventually(t, 30*time.Second, "entries of "+id, func() (bool, string) {
+	svctest.Eventually(t, timeout, "entries of "+id, func() (bool, string) {
 		got, when, _ := r.last(id)
 		at = when
 		return got == want, got

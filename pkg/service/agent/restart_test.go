@@ -57,7 +57,9 @@ func TestAPIServerRestart(t *testing.T) {
 	back := time.Now()
 
 	svctest.SetReady(t, c, b, true)
-	at := waitProgrammed(t, rec, "client", want("192.0.2.10:PORT 192.0.2.11:PORT"))
+	// Informers come back within client-go's watch backoff (it doubles from 0.8 s while the
+	// apiserver is away, up to 30 s, jittered).
+	at := waitProgrammedWithin(t, 90*time.Second, rec, "client", want("192.0.2.10:PORT 192.0.2.11:PORT"))
 	t.Logf("apiserver back to the change programmed: %s", at.Sub(back).Round(time.Millisecond))
 
 	rec.mu.Lock()
