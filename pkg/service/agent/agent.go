@@ -267,7 +267,15 @@ func (a *Agent) pass(all bool) {
 			}
 			continue
 		}
-		if err := a.opts.Programmer.Program(c.ID, want); err != nil {
+		err := a.opts.Programmer.Program(c.ID, want)
+		if errors.Is(err, service.ErrNoDatapath) {
+			// Nothing to program: not retried, tried again when its entries change.
+			a.log.Debug("pod without Steer's datapath", "pod", c.Namespace+"/"+c.Pod, "container", c.ID)
+			delete(a.retries, c.ID)
+			a.programmed[c.ID] = want
+			continue
+		}
+		if err != nil {
 			a.failed(c, r, err)
 			continue
 		}

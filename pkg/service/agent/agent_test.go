@@ -42,6 +42,7 @@ type recorder struct {
 	mu    sync.Mutex
 	calls map[string][]call // by container
 	fail  map[string]int    // calls to fail, by container
+	bare  map[string]bool   // containers without a datapath
 }
 
 type call struct {
@@ -49,12 +50,17 @@ type call struct {
 	entries []service.Entry
 }
 
-func newRecorder() *recorder { return &recorder{calls: map[string][]call{}, fail: map[string]int{}} }
+func newRecorder() *recorder {
+	return &recorder{calls: map[string][]call{}, fail: map[string]int{}, bare: map[string]bool{}}
+}
 
 func (r *recorder) Program(id string, entries []service.Entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls[id] = append(r.calls[id], call{at: time.Now(), entries: slices.Clone(entries)})
+	if r.bare[id] {
+		return fmt.Errorf("container %s: %w", id, service.ErrNoDatapath)
+	}
 	if r.fail[id] > 0 {
 		r.fail[id]--
 		return fmt.Errorf("programming %s failed on purpose", id)

@@ -15,8 +15,8 @@ import (
 )
 
 // TestAgentRetriesAndFollowsAttachments: a pod whose programming fails is retried until it
-// succeeds; a pod attached later is programmed within about a second; a pod that goes is
-// forgotten.
+// succeeds, a pod without Steer's datapath is not; a pod attached later is programmed within
+// about a second; a pod that goes is forgotten.
 func TestAgentRetriesAndFollowsAttachments(t *testing.T) {
 	c := kubetest.Cluster(t).Client()
 	ns := kubetest.Namespace(t)
@@ -34,10 +34,12 @@ func TestAgentRetriesAndFollowsAttachments(t *testing.T) {
 	}
 
 	first := agent.Container{ID: "first", Namespace: ns, Pod: "first", Interfaces: []agent.Interface{{IfName: "net1", Network: dmz}}}
+	bare := agent.Container{ID: "bare", Namespace: ns, Pod: "bare", Interfaces: []agent.Interface{{IfName: "net1", Network: dmz}}}
 	src := &source{}
-	src.set(first)
+	src.set(first, bare)
 	rec := newRecorder()
 	rec.fail["first"] = 3
+	rec.bare["bare"] = true
 	startAgent(t, c, src, rec)
 	waitProgrammed(t, rec, "first", want("net1"))
 	svctest.Eventually(t, 10*time.Second, "retries", func() (bool, string) {
@@ -48,13 +50,16 @@ func TestAgentRetriesAndFollowsAttachments(t *testing.T) {
 	// A new pod on the node.
 	second := agent.Container{ID: "second", Namespace: ns, Pod: "second", Interfaces: []agent.Interface{{IfName: "dmz0", Network: dmz}}}
 	added := time.Now()
-	src.set(first, second)
+	src.set(first, bare, second)
 	at := waitProgrammed(t, rec, "second", want("dmz0"))
 	t.Logf("attachment to entries programmed: %s", at.Sub(added).Round(time.Millisecond))
 
 	// The first pod goes; it is not programmed again (its pins went with it), nor retried.
-	src.set(second)
+	src.set(second, bare)
 	time.Sleep(1500 * time.Millisecond)
+	if _, _, n := rec.last("bare"); n != 1 {
+		t.Errorf("the pod without a datapath was called %d times, want once", n)
+	}
 	if _, _, n := rec.last("first"); n != 4 {
 		t.Errorf("the removed pod was programmed again: %d calls, want 4", n)
 	}
