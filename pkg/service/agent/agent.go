@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -59,6 +60,7 @@ type Agent struct {
 
 	// The rest belongs to Run's goroutine.
 	programmed map[string][]service.Entry // by container ID: what the Programmer has
+	bare       map[string]bool            // containers without Steer's datapath
 	retries    map[string]*retry
 	containers []Container
 	pending    time.Time // when the first change not yet programmed happened
@@ -81,7 +83,7 @@ func New(opts Options) *Agent {
 	opts.RetryMax = or(opts.RetryMax, 30*time.Second)
 	return &Agent{
 		opts: opts, log: opts.Log, changed: make(chan struct{}, 1),
-		programmed: map[string][]service.Entry{}, retries: map[string]*retry{},
+		programmed: map[string][]service.Entry{}, bare: map[string]bool{}, retries: map[string]*retry{},
 	}
 }
 
@@ -218,7 +220,7 @@ func (a *Agent) poll() bool {
 		a.log.Warn("list attached pods", "err", err)
 		return false
 	}
-	slices.SortFunc(cs, func(x, y Container) int { return compareString(x.ID, y.ID) })
+	slices.SortFunc(cs, func(x, y Container) int { return cmp.Compare(x.ID, y.ID) })
 	if slices.EqualFunc(cs, a.containers, equalContainer) {
 		return false
 	}
@@ -227,16 +229,6 @@ func (a *Agent) poll() bool {
 		a.pending = time.Now()
 	}
 	return true
-}
-
-func compareString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func equalContainer(a, b Container) bool {
@@ -261,7 +253,7 @@ func (a *Agent) pass(all bool) {
 		case r != nil: // waiting for its retry
 			continue
 		case !known && len(want) == 0, known && equalEntries(want, have):
-			if len(have) > 0 {
+			if len(have) > 0 && !a.bare[c.ID] {
 				pods++
 				entries += len(have)
 			}
@@ -272,7 +264,7 @@ func (a *Agent) pass(all bool) {
 			// Nothing to program: not retried, tried again when its entries change.
 			a.log.Debug("pod without Steer's datapath", "pod", c.Namespace+"/"+c.Pod, "container", c.ID)
 			delete(a.retries, c.ID)
-			a.programmed[c.ID] = want
+			a.programmed[c.ID], a.bare[c.ID] = want, true
 			continue
 		}
 		if err != nil {
@@ -280,6 +272,7 @@ func (a *Agent) pass(all bool) {
 			continue
 		}
 		delete(a.retries, c.ID)
+		delete(a.bare, c.ID)
 		a.programmed[c.ID] = want
 		a.observe("ok")
 		done++
@@ -291,6 +284,7 @@ func (a *Agent) pass(all bool) {
 	for id := range a.programmed {
 		if !live[id] {
 			delete(a.programmed, id)
+			delete(a.bare, id)
 			delete(a.retries, id)
 		}
 	}
