@@ -67,6 +67,10 @@ func TestOneLeaderWrites(t *testing.T) {
 		return nil, nil
 	}
 	first, second := leaderOf()
+	// The slice can be seen before its writer counts the write.
+	for deadline := time.Now().Add(5 * time.Second); writes(first.m) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if writes(first.m) == 0 || writes(second.m) != 0 {
 		t.Fatalf("writes: leader %v, other %v; want the leader's alone", writes(first.m), writes(second.m))
 	}
