@@ -147,12 +147,12 @@ func (rp *routedPod) serve(t *testing.T) {
 // traffic is steady request/response traffic from the client to a routed pod: UDP requests
 // each waiting for its answer, and requests on one TCP connection.
 type traffic struct {
-	stop          chan struct{}
-	once          sync.Once
-	wg            sync.WaitGroup
+	stop           chan struct{}
+	once           sync.Once
+	wg             sync.WaitGroup
 	udpOK, udpLost atomic.Int64
-	tcpOK         atomic.Int64
-	tcpErr        atomic.Value // error
+	tcpOK          atomic.Int64
+	tcpErr         atomic.Value // error
 }
 
 // udpTimeout is how long a request waits for its answer before it counts as lost: far above

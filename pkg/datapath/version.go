@@ -40,9 +40,20 @@ func ReadVersion(layout bpffs.Layout, containerID string) (Version, error) {
 	return readVersion(dir)
 }
 
+func hasLinkPins(dir string) bool {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if bpffs.IsLinkPin(e.Name()) {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckVersion verifies that a container's attachment is wholly at version want: its version
 // pin says so, no upgrade is under way, and every attached program uses the pinned maps (so
-// none runs the programs of another build). It returns one error per problem.
+// none runs the programs of another build). It returns one error per problem. Without
+// netnsPath, the programs of a legacy TC attachment are not looked at.
 func CheckVersion(layout bpffs.Layout, containerID, netnsPath string, want Version) []error {
 	dir, err := layout.Dir(containerID)
 	if err != nil {
@@ -60,6 +71,9 @@ func CheckVersion(layout bpffs.Layout, containerID, netnsPath string, want Versi
 		problems = append(problems, errors.New("an upgrade was left half-way (steerd finishes it when it starts)"))
 	}
 	hooks, err := findHooks(netnsPath, dir)
+	if err != nil && netnsPath == "" && !hasLinkPins(dir) {
+		return problems // legacy TC: its programs are found only in its network namespace
+	}
 	if err != nil {
 		return append(problems, err)
 	}
