@@ -56,6 +56,15 @@ func (u *upgrader) run(ctx context.Context) {
 
 // one upgrades one attachment and tells whether it replaced any program.
 func (u *upgrader) one(ctx context.Context, id string) bool {
+	// The container's lock, as its CNI verbs take it: a DEL never races an upgrade.
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	unlock, err := engine.LockContainer(lctx, u.cniDir, id)
+	cancel()
+	if err != nil {
+		u.log.Warn("upgrade postponed: container busy", "container", id, "err", err)
+		return false
+	}
+	defer unlock()
 	netns, podNS, pod, _ := engine.CachedPod(u.cniDir, id)
 	start := time.Now()
 	res, err := datapath.Upgrade(netns, id, u.obj, datapath.Options{Layout: u.layout})

@@ -403,3 +403,29 @@ func TestUpgradeInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeUnversioned: a pod attached before pins carried a version (layout 1, no version
+// pin) is upgraded to this build with every map kept as it is, and gets its version pin.
+func TestUpgradeUnversioned(t *testing.T) {
+	this := thisObject(t)
+	if this.Version.Layout != datapath.UnversionedLayout {
+		t.Skipf("this build has layout %d, not the unversioned pins' %d", this.Version.Layout, datapath.UnversionedLayout)
+	}
+	rp := newRoutedPod(t, datapath.Options{Ingress: datapath.IngressTC})
+	if err := os.Remove(filepath.Join(rp.opts.Layout.Root, rp.cid, bpffs.VersionPin)); err != nil {
+		t.Fatal(err)
+	}
+	tr := startTraffic(t, rp.client, rp.addr, routedUDPPort, routedTCPPort)
+	defer tr.finish()
+	if v, err := datapath.ReadVersion(rp.opts.Layout, rp.cid); err != nil || v != (datapath.Version{Layout: datapath.UnversionedLayout}) {
+		t.Fatalf("version of unversioned pins: %v, %v", v, err)
+	}
+	u := rp.upgrade(t, this)
+	if u.Hooks == 0 || !slices.Equal(u.Kept, []string{bpffs.CountersPin, bpffs.FlowsPin}) {
+		t.Errorf("upgrade of unversioned pins replaced %d programs, kept %v: want the programs replaced, every map kept", u.Hooks, u.Kept)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := tr.finish(); err != nil {
+		t.Error(err)
+	}
+}

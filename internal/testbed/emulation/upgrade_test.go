@@ -21,6 +21,9 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
@@ -81,6 +84,7 @@ func twoReleases(t *testing.T) (this, next release) {
 // request/response traffic from the remote client over its secondary network.
 type rolloutEnv struct {
 	*thickEnv
+	layouts [2]bpffs.Layout // each node's own pin root, as each node has its own bpffs
 	pods    []*Pod
 	traffic []*rrTraffic
 }
@@ -90,7 +94,13 @@ type rolloutEnv struct {
 const rrTCPPort = 8081
 
 func newRolloutEnv(t *testing.T, perNode int) *rolloutEnv {
-	e := &rolloutEnv{thickEnv: newThickEnv(t)}
+	e := &rolloutEnv{thickEnv: &thickEnv{kubeEnv: newKubeEnvOf(t, true, DualStack)}}
+	for i, k := range e.kubelets {
+		e.layouts[i] = nstest.BPFRoot(t)
+		e.hosts[i] = k.Host
+		e.opts[i] = SteerdOptions{Binary: steerdBinary(t), Kubeconfig: kubetest.Cluster(t).Kubeconfig(), BPFFSRoot: e.layouts[i].Root, Steering: true}
+		e.start(t, i)
+	}
 	for node := range 2 {
 		for i := range perNode {
 			a4, a6 := DMZ.Addr(60 + node*perNode + i)
@@ -130,12 +140,12 @@ func (e *rolloutEnv) roll(t *testing.T, i int, r release) time.Duration {
 func (e *rolloutEnv) expectAt(t *testing.T, r release) {
 	t.Helper()
 	for _, pod := range e.pods {
-		for _, err := range datapath.CheckVersion(e.layout, pod.ContainerID, pod.NS.Path(), r.version) {
+		for _, err := range datapath.CheckVersion(e.layouts[pod.Node], pod.ContainerID, pod.NS.Path(), r.version) {
 			t.Errorf("pod %s after the rollout to %s: %v", pod.Name, r.name, err)
 		}
 	}
 	for i := range 2 {
-		out, err := exec.Command(r.steerctl, "-bpffs", e.layout.Root, "-cni-conf-dir", e.hosts[i].ConfDir(), "doctor").CombinedOutput()
+		out, err := exec.Command(r.steerctl, "-bpffs", e.layouts[i].Root, "-cni-conf-dir", e.hosts[i].ConfDir(), "doctor").CombinedOutput()
 		if err != nil {
 			t.Errorf("%s steerctl doctor on node %d: %v\n%s", r.name, i, err, out)
 		}
@@ -208,12 +218,12 @@ func (e *rolloutEnv) killMidUpgrade(t *testing.T, i int, r release, pods int) st
 		}
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
-			at, upgrading := e.countAt(ids, r.version)
+			at, upgrading := e.countAt(e.layouts[i], ids, r.version)
 			if (at > 0 || upgrading > 0) && at < len(ids) {
 				if err := d.Kill(); err != nil {
 					t.Fatal(err)
 				}
-				at, upgrading = e.countAt(ids, r.version)
+				at, upgrading = e.countAt(e.layouts[i], ids, r.version)
 				return fmt.Sprintf("%d of %d pods upgraded, %d half-way (attempt %d)", at, len(ids), upgrading, attempt)
 			}
 			if at == len(ids) {
@@ -246,12 +256,12 @@ func (e *rolloutEnv) podsOn(node int) []string {
 }
 
 // countAt counts the pods whose version pin is v, and those with an upgrade under way.
-func (e *rolloutEnv) countAt(ids []string, v datapath.Version) (at, upgrading int) {
+func (e *rolloutEnv) countAt(layout bpffs.Layout, ids []string, v datapath.Version) (at, upgrading int) {
 	for _, id := range ids {
-		if got, err := datapath.ReadVersion(e.layout, id); err == nil && got == v {
+		if got, err := datapath.ReadVersion(layout, id); err == nil && got == v {
 			at++
 		}
-		if _, err := os.Stat(filepath.Join(e.layout.Root, id, datapath.UpgradingPin)); err == nil {
+		if _, err := os.Stat(filepath.Join(layout.Root, id, datapath.UpgradingPin)); err == nil {
 			upgrading++
 		}
 	}
