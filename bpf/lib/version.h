@@ -21,7 +21,7 @@ enum steer_layout {
 
 /* Never changes: every build reads every other build's version. */
 struct pin_version {
-	enum steer_layout layout;
+	__u32 layout; /* enum steer_layout, as a number for bpftool */
 	__u32 object; /* CRC-32C of the object file: which programs */
 };
 

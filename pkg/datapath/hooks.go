@@ -179,4 +179,3 @@ func closeMaps(maps map[string][]*ebpf.Map) {
 		}
 	}
 }
-

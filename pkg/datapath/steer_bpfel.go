@@ -39,7 +39,7 @@ type steerFlowValue struct {
 
 type steerPinVersion struct {
 	_      structs.HostLayout
-	Layout steerSteerLayout
+	Layout uint32
 	Object uint32
 }
 

@@ -40,7 +40,7 @@ type steerFlowValue struct {
 
 type steerPinVersion struct {
 	_      structs.HostLayout
-	Layout steerSteerLayout
+	Layout uint32
 	Object uint32
 }
 

@@ -1,11 +1,13 @@
 package datapath_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -427,5 +429,29 @@ func TestUpgradeUnversioned(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if err := tr.finish(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestVersionPinReadableByBpftool: `bpftool map dump pinned <dir>/version` prints the layout and
+// the object as numbers, by field name.
+func TestVersionPinReadableByBpftool(t *testing.T) {
+	this := thisObject(t)
+	rp := newRoutedPod(t, datapath.Options{Ingress: datapath.IngressTC})
+	out, err := exec.Command("bpftool", "-j", "map", "dump", "pinned", filepath.Join(rp.opts.Layout.Root, rp.cid, bpffs.VersionPin)).Output()
+	if err != nil {
+		t.Fatalf("bpftool: %v", err)
+	}
+	var dump []struct {
+		Formatted struct {
+			Value struct {
+				Layout, Object uint32
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &dump); err != nil || len(dump) != 1 {
+		t.Fatalf("bpftool's dump %s: %v", out, err)
+	}
+	if got := dump[0].Formatted.Value; got.Layout != this.Version.Layout || got.Object != this.Version.Object {
+		t.Errorf("bpftool reads layout %d, object %08x; want %s\n%s", got.Layout, got.Object, this.Version, out)
 	}
 }
