@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -56,6 +57,9 @@ func (u *upgrader) run(ctx context.Context) {
 
 // one upgrades one attachment and tells whether it replaced any program.
 func (u *upgrader) one(ctx context.Context, id string) bool {
+	if u.current(id) {
+		return false
+	}
 	// The container's lock, as its CNI verbs take it: a DEL never races an upgrade.
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	unlock, err := engine.LockContainer(lctx, u.cniDir, id)
@@ -89,6 +93,17 @@ func (u *upgrader) one(ctx context.Context, id string) bool {
 	u.log.Info("upgraded", "container", id, "pod", podNS+"/"+pod, "from", res.From.String(), "to", res.To.String(),
 		"programs", res.Hooks, "kept", res.Kept, "migrated", res.Migrated, "took", time.Since(start).Round(time.Microsecond))
 	return true
+}
+
+// current tells, without the container's lock, whether an attachment is at u.obj's version with
+// no upgrade under way: the common case at every collection.
+func (u *upgrader) current(id string) bool {
+	v, err := datapath.ReadVersion(u.layout, id)
+	if err != nil || v != u.obj.Version {
+		return false
+	}
+	dir, _ := u.layout.Dir(id)
+	return !exists(filepath.Join(dir, datapath.UpgradingPin))
 }
 
 // event records the failure on the pod; a pod the plugin's cache does not name gets none (the

@@ -82,14 +82,15 @@ func (c podCounters) Collect(ch chan<- prometheus.Metric) {
 	outdated := 0
 	defer func() { ch <- prometheus.MustNewConstMetric(outdatedDesc, prometheus.GaugeValue, float64(outdated)) }()
 	for _, id := range ids {
+		// Told apart from the pins' state: a pod whose upgrade failed may be unreadable.
+		if v, err := datapath.ReadVersion(c.layout, id); err == nil && v != obj.Version {
+			outdated++
+		}
 		st, err := datapath.ReadPinned(c.layout, id)
 		if err != nil {
 			// A pod being deleted while we read: skip it this time.
 			c.log.Debug("read pins", "container", id, "err", err)
 			continue
-		}
-		if st.Version != obj.Version || st.Upgrading {
-			outdated++
 		}
 		for _, ct := range st.Counters {
 			itf := ct.Interface

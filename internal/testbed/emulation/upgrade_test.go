@@ -14,12 +14,16 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/containernetworking/plugins/pkg/ns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
@@ -198,6 +202,68 @@ func TestRollout(t *testing.T) {
 		times := upgradeTimes(t, e.steerd[i].Log)
 		if len(times) > 0 {
 			t.Logf("node %d: %d pod upgrades, per pod %s median, %s max", i, len(times), times[len(times)/2], times[len(times)-1])
+		}
+	}
+}
+
+// TestRolloutUpgradeFailure: a pod whose programs cannot be upgraded (its pins are damaged: the
+// config map carries no BTF) keeps its programs and its traffic; the new steerd says so in its
+// log, in steer_upgrades_total and steer_attachments_outdated, and in an event on the pod.
+func TestRolloutUpgradeFailure(t *testing.T) {
+	this, next := twoReleases(t)
+	e := newRolloutEnv(t, 1)
+	pod := e.pods[0]
+	dir, err := e.layouts[0].Dir(pod.ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer damaged.Close()
+	if err := os.Remove(filepath.Join(dir, bpffs.ConfigPin)); err != nil {
+		t.Fatal(err)
+	}
+	if err := damaged.Pin(filepath.Join(dir, bpffs.ConfigPin)); err != nil {
+		t.Fatal(err)
+	}
+
+	e.roll(t, 0, next)
+	if v, err := datapath.ReadVersion(e.layouts[0], pod.ContainerID); err != nil || v != this.version {
+		t.Errorf("the pod that failed to upgrade is at %s (%v), want %s", v, err, this.version)
+	}
+	page, err := e.steerd[0].MetricsPage(e.topo.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page, `steer_upgrades_total{result="failed"}`) || !strings.Contains(page, "steer_attachments_outdated 1") {
+		t.Errorf("metrics do not show the failed upgrade:\n%s", grep(page, "upgrade"))
+	}
+	if log := tail(e.steerd[0].Log); !strings.Contains(log, "upgrade failed: the pod keeps its programs") {
+		t.Errorf("steerd's log does not say the upgrade failed:\n%s", log)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, err := e.kubelets[0].Client.CoreV1().Events(e.ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(evs.Items, func(ev corev1.Event) bool {
+			return ev.Reason == "SteerUpgradeFailed" && ev.InvolvedObject.Kind == "Pod" && ev.InvolvedObject.Name == pod.Name
+		})
+		if i >= 0 {
+			t.Logf("event on pod %s: %s", pod.Name, evs.Items[i].Message)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SteerUpgradeFailed event on pod %s", pod.Name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i, tr := range e.traffic {
+		if err := tr.finish(); err != nil {
+			t.Errorf("pod %s: %v", e.pods[i].Name, err)
 		}
 	}
 }
