@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/steernet/steer/pkg/bpffs"
 )
 
 var updateLayouts = flag.Bool("update-layouts", false, "record the pinned maps' layouts in testdata/layout-<N>.txt")
@@ -122,4 +124,22 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestPinNames: the pins bpffs names are the ones the maps of the object pin as.
+func TestPinNames(t *testing.T) {
+	for name, pin := range map[string]string{"steer_flows": bpffs.FlowsPin, "steer_counters": bpffs.CountersPin, ".rodata": bpffs.ConfigPin, "steer_version": bpffs.VersionPin} {
+		if got := PinName(name); got != pin {
+			t.Errorf("map %s pins as %s, want %s", name, got, pin)
+		}
+	}
+	obj, err := Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{flowsMap, "steer_counters", configMap, versionMap} {
+		if obj.spec.Maps[name] == nil {
+			t.Errorf("the object has no map %s", name)
+		}
+	}
 }
