@@ -164,12 +164,12 @@ func (e *rolloutEnv) expectAt(t *testing.T, r release) {
 // request goes unanswered, no TCP connection is reset, and after each rollout every pod's
 // programs are wholly at the new release and its steerctl doctor is clean.
 func TestRollout(t *testing.T) {
+	const perNode = 3
+	e := newRolloutEnv(t, perNode)
 	this, next := twoReleases(t)
 	if this.version.Layout == next.version.Layout {
 		t.Fatalf("the next release has this release's layout %d", this.version.Layout)
 	}
-	const perNode = 3
-	e := newRolloutEnv(t, perNode)
 	e.expectAt(t, this)
 
 	for _, r := range []release{next, this} {
@@ -210,8 +210,8 @@ func TestRollout(t *testing.T) {
 // config map carries no BTF) keeps its programs and its traffic; the new steerd says so in its
 // log, in steer_upgrades_total and steer_attachments_outdated, and in an event on the pod.
 func TestRolloutUpgradeFailure(t *testing.T) {
-	this, next := twoReleases(t)
 	e := newRolloutEnv(t, 1)
+	this, next := twoReleases(t)
 	pod := e.pods[0]
 	dir, err := e.layouts[0].Dir(pod.ContainerID)
 	if err != nil {
