@@ -8,14 +8,17 @@
 
 #define BPF_F_RDONLY_PROG (1U << 7) /* anonymous enum in linux/bpf.h */
 
-/* STEER_LAYOUT is the layout of the pinned maps' keys and values. Bump it when a struct of a
- * pinned map changes; adding a map does not change it. A field whose meaning changes takes a new
- * name: upgrades carry entries across layouts field by field, by name (pkg/datapath/convert.go). */
+/* The layout of the pinned maps' keys and values. Bump it when a struct of a pinned map changes
+ * (TestLayoutRecorded tells); adding a map does not change it. A field whose meaning changes takes
+ * a new name: upgrades carry entries across layouts field by field, by name
+ * (pkg/datapath/convert.go). */
+#define STEER_LAYOUT_THIS 1
+
 enum steer_layout {
 #ifdef STEER_NEXT_LAYOUT
-	STEER_LAYOUT = 2,
+	STEER_LAYOUT = STEER_LAYOUT_THIS + 1, /* the next layout, which upgrade tests roll to */
 #else
-	STEER_LAYOUT = 1,
+	STEER_LAYOUT = STEER_LAYOUT_THIS,
 #endif
 };
 

@@ -45,7 +45,7 @@ func TestLayoutRecorded(t *testing.T) {
 		wantMaps, gotMaps := layoutLines(string(want)), layoutLines(got)
 		for pin, w := range wantMaps {
 			if g, ok := gotMaps[pin]; ok && g != w {
-				t.Errorf("map %s changed its layout under STEER_LAYOUT %d: bump STEER_LAYOUT in bpf/lib/version.h, then record it with -update-layouts\nwas: %s\nnow: %s", pin, obj.Version.Layout, w, g)
+				t.Errorf("map %s changed its layout under STEER_LAYOUT %d: bump STEER_LAYOUT_THIS in bpf/lib/version.h, then record the layouts with -update-layouts (the next build's record moves up with it)\nwas: %s\nnow: %s", pin, obj.Version.Layout, w, g)
 			}
 		}
 		if !slices.Equal(sortedKeys(wantMaps), sortedKeys(gotMaps)) {
