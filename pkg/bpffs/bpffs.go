@@ -4,7 +4,7 @@
 //	<root>/<container-id>/counters           per-CPU counters (map)
 //	<root>/<container-id>/config             load-time configuration (the .rodata map)
 //	<root>/<container-id>/version            which build wrote the pins: {layout, object}
-//	<root>/<container-id>/<map>              any other map of the programs, by its name
+//	<root>/<container-id>/<map>              any other map, by its name (datapath.PinName)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
 //
 // Every map pin carries the BTF of its key and value, so a build can read (and an upgrade carry

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/crc32"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -80,16 +81,14 @@ const (
 func isDataSection(name string) bool { return name == ".bss" || name == ".data" }
 
 // PinName is the pin of an object's map under the container's directory: its name without the
-// "steer_" prefix ("steer_flows" pins as "flows"), and the load-time configuration as "config".
-// A map added to bpf/ is pinned, upgraded and removed on DEL under this rule with no code.
+// "steer_" prefix and with hyphens for underscores ("steer_flows" pins as "flows",
+// "steer_svc_conns" as "svc-conns"), and the load-time configuration as "config". A map added
+// to bpf/ is pinned, upgraded and removed on DEL under this rule with no code.
 func PinName(mapName string) string {
 	if mapName == configMap {
 		return "config"
 	}
-	if len(mapName) > len("steer_") && mapName[:len("steer_")] == "steer_" {
-		return mapName[len("steer_"):]
-	}
-	return mapName
+	return strings.ReplaceAll(strings.TrimPrefix(mapName, "steer_"), "_", "-")
 }
 
 // prepare returns a copy of the object's spec configured for cfg, ready to load.
