@@ -15,7 +15,7 @@ HELM_VERSION := $(shell awk '$$1 == "helm" { print $$2 }' manifests/tools.txt)
 HELM := $(STEER_CACHE)/tools/helm-$(HELM_VERSION)
 APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils-ping ethtool tcpdump
 # Generated files that are committed: bpf2go output and the trimmed kernel header.
-GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
+GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/steer_next_bpfel.go pkg/datapath/steer_next_bpfel.o
 TEST_TIMEOUT ?= 20m
 
 .PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean

@@ -26,6 +26,7 @@
 #include "lib/mss.h"
 #include "lib/rewrite.h"
 #include "lib/multicast.h"
+#include "lib/version.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -90,6 +91,9 @@ static __always_inline enum steer_reason learn_ip(void *ctx, __u32 ifindex, __u3
 		struct flow_value val = {.ifindex = ifindex, .local = p.daddr};
 		__builtin_memcpy(val.peer_mac, eth->src, ETH_ALEN);
 		__builtin_memcpy(val.local_mac, eth->dst, ETH_ALEN);
+#ifdef STEER_NEXT_LAYOUT
+		val.seen_ns = bpf_ktime_get_ns();
+#endif
 		/* Before the flow exists: egress skips lookups on the strength of the flag. */
 		if (is_proto(&p, IPPROTO_TCP) && !steer_tcp_foreign && !holds(slot, &p.daddr, family))
 			steer_tcp_foreign = 1;

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "version.h"
 
 enum steer_reason {
 	STEER_REASON_PASSED = 0,      /* left as the kernel routed it */
@@ -18,12 +19,14 @@ enum steer_reason {
 	STEER_REASON_MAX = 8,
 };
 
-/* Carries enum steer_reason and enum steer_limits into BTF, which has an enum only where a
- * declaration uses it: loaders and bpftool read reason names from the object, and bpf2go
- * generates both for Go. A union of the two is as large as one, so .rodata keeps its layout. */
+/* Carries enum steer_reason, enum steer_limits and enum steer_layout into BTF, which has an enum
+ * only where a declaration uses it: loaders and bpftool read reason names from the object, bpf2go
+ * generates them for Go, and the loader reads the object's layout. A union of them is as large as
+ * one, so .rodata keeps its layout. */
 volatile const union {
 	enum steer_reason reason;
 	enum steer_limits limits;
+	enum steer_layout layout;
 } steer_reasons = { STEER_REASON_MAX };
 
 struct steer_counter {

@@ -26,6 +26,9 @@ struct flow_value {
 	__u32 ifindex;          /* the interface the flow entered by */
 	__u8 peer_mac[ETH_ALEN]; /* who delivered it: the reply's next hop */
 	__u8 local_mac[ETH_ALEN];
+#ifdef STEER_NEXT_LAYOUT
+	__u64 seen_ns; /* when the flow was last learned: the next layout, which upgrade tests roll to */
+#endif
 	union steer_addr local; /* the address the remote end talks to */
 };
 

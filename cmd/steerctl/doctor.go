@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,7 +33,7 @@ func (c cli) doctor(confDir string) error {
 	if socket != "" {
 		checks = append(checks, socketCheck(socket))
 	}
-	checks = append(checks, c.stalePinsCheck())
+	checks = append(checks, c.stalePinsCheck(), c.versionsCheck())
 
 	failed := 0
 	for _, ch := range checks {
@@ -131,6 +132,30 @@ func socketCheck(path string) check {
 	}
 	c.Close()
 	return check{"steerd", true, path}
+}
+
+// versionsCheck finds attachments whose programs are not this build's (steerctl ships with
+// steerd): pods steerd has not upgraded, an upgrade left half-way, programs of two builds.
+func (c cli) versionsCheck() check {
+	obj, err := datapath.Embedded()
+	if err != nil {
+		return check{"versions", false, err.Error()}
+	}
+	ids, err := c.layout.Containers()
+	if err != nil {
+		return check{"versions", false, err.Error()}
+	}
+	var bad []string
+	for _, id := range ids {
+		if problems := datapath.CheckVersion(c.layout, id, "", obj.Version); len(problems) > 0 {
+			bad = append(bad, fmt.Sprintf("%s: %v", id, errors.Join(problems...)))
+		}
+	}
+	if len(bad) > 0 {
+		return check{"versions", false, fmt.Sprintf("%d of %d attachments not wholly at %s (steerd upgrades them when it starts): %s",
+			len(bad), len(ids), obj.Version, strings.Join(bad, "; "))}
+	}
+	return check{"versions", true, fmt.Sprintf("%d attachments, all at %s", len(ids), obj.Version)}
 }
 
 func (c cli) stalePinsCheck() check {

@@ -102,7 +102,8 @@ func (c cli) attachments() error {
 			if itf.Primary {
 				role = "primary"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\tifindex=%d\tpin=%t\t%s %s\n", short(id), itf.Name, role, itf.Index, itf.Pin, addr(itf.Addr4.String()), addr(itf.Addr6.String()))
+			fmt.Fprintf(tw, "%s\t%s\t%s\tifindex=%d\tpin=%t\t%s %s\t%s\n", short(id), itf.Name, role, itf.Index, itf.Pin,
+				addr(itf.Addr4.String()), addr(itf.Addr6.String()), version(st))
 		}
 	})
 }
@@ -127,6 +128,15 @@ func (c cli) groups(id string, st *datapath.State, tw *tabwriter.Writer) {
 	for _, g := range st.Groups {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", short(id), g.Prefix, strings.Join(g.Interfaces, ","))
 	}
+}
+
+// version is the build of the pod's programs, as `layout=1 object=60f5f8b4`.
+func version(st *datapath.State) string {
+	s := fmt.Sprintf("layout=%d object=%08x", st.Version.Layout, st.Version.Object)
+	if st.Upgrading {
+		s += " (upgrading)"
+	}
+	return s
 }
 
 func short(id string) string {

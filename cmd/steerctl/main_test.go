@@ -64,7 +64,7 @@ func TestCommandsFromPins(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"attachments"}, []string{short(cid), "net1", "secondary", "192.0.2.2"}},
+		{[]string{"attachments"}, []string{short(cid), "net1", "secondary", "192.0.2.2", "layout=1 object="}},
 		{[]string{"flows"}, []string{"udp", "192.0.2.1:", "192.0.2.2:5353", "via net1"}},
 		{[]string{"stats", cid}, []string{"net1", "learned", "1 pkts"}},
 		{[]string{"groups"}, []string{"239.1.1.0/24", "net1"}},

@@ -24,6 +24,7 @@ import (
 	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/metrics"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
 type runFlags struct {
@@ -60,12 +61,24 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := layout.EnsureMounted(); err != nil {
 		return err
 	}
-	// Pins that exist are adopted as they are: the programs keep running across restarts.
+	// Pins that exist are adopted: the programs keep running across restarts, and those of
+	// another build are replaced in place before steerd is ready.
 	ids, _ := layout.Containers()
-	log.Info("steerd started", "attachments", len(ids), "bpffs", layout.Root)
+	obj, err := datapath.Embedded()
+	if err != nil {
+		return err
+	}
+	log.Info("steerd started", "attachments", len(ids), "bpffs", layout.Root, "programs", obj.Version.String())
 
 	var ready atomic.Bool
 	reg := metrics.New(layout, log)
+	up := &upgrader{layout: layout, obj: obj, cniDir: pluginCNIDir(conf.Plugin), reg: reg, log: log,
+		reported: map[string]string{}}
+	if cfg, err := restConfig(f.kubeconfig); err == nil {
+		cfg.UserAgent = "steerd"
+		up.dyn, _ = dynamic.NewForConfig(cfg)
+	}
+	up.run(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -105,7 +118,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 				filepath.Join(f.confDir, "steer.d", "token"), f.syncEvery)
 		})
 	}
-	g.Go(func() error { return collectLoop(ctx, layout, f.gcEvery, log) })
+	g.Go(func() error { return collectLoop(ctx, layout, f.gcEvery, up, log) })
 	if f.socket != "" {
 		g.Go(func() error { return serveThick(ctx, f, reg, log) })
 	}
@@ -121,9 +134,11 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	return g.Wait()
 }
 
-// collectLoop removes the pins of pods whose interfaces are gone (deleted without DEL).
-func collectLoop(ctx context.Context, layout bpffs.Layout, every time.Duration, log *slog.Logger) error {
+// collectLoop removes the pins of pods whose interfaces are gone (deleted without DEL), and
+// retries the upgrades that failed.
+func collectLoop(ctx context.Context, layout bpffs.Layout, every time.Duration, up *upgrader, log *slog.Logger) error {
 	for {
+		up.run(ctx)
 		removed, err := datapath.CollectDefunct(layout)
 		if err != nil {
 			log.Warn("pin collection", "err", err)
@@ -160,6 +175,14 @@ func serveThick(ctx context.Context, f runFlags, reg *metrics.Registry, log *slo
 	}
 	log.Info("serving the plugin", "socket", f.socket, "node", f.nodeName, "workers", f.workers)
 	return daemon.NewServer(c, f.workers, reg, log).Serve(ctx, f.socket)
+}
+
+// pluginCNIDir is the plugin's cache directory as its config sets it.
+func pluginCNIDir(plugin map[string]any) string {
+	if dir, ok := plugin["cniDir"].(string); ok && dir != "" {
+		return dir
+	}
+	return netconf.DefaultCNIDir
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -3,7 +3,13 @@
 //	<root>/<container-id>/flows              flow table (map)
 //	<root>/<container-id>/counters           per-CPU counters (map)
 //	<root>/<container-id>/config             load-time configuration (the .rodata map)
+//	<root>/<container-id>/version            which build wrote the pins: {layout, object}
+//	<root>/<container-id>/<map>              any other map, by its name (datapath.PinName)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
+//
+// Every map pin carries the BTF of its key and value, so a build can read (and an upgrade carry
+// across) the maps another build wrote. Pins without "version" were written by the builds
+// before it, all of layout 1.
 //
 // The root defaults to /sys/fs/bpf/steer. Links are pinned because the CNI plugin exits right
 // after ADD: an unpinned link would detach with it.
@@ -15,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +34,11 @@ const (
 	FlowsPin    = "flows"
 	CountersPin = "counters"
 	ConfigPin   = "config"
+	VersionPin  = "version"
 )
+
+// IsLinkPin tells a link's pin from a map's.
+func IsLinkPin(name string) bool { return strings.HasPrefix(name, "link-") }
 
 // ValidContainerID reports why id cannot name a pin directory, or nil. The alphabet is the CNI
 // spec's; it also keeps IDs from escaping the root ('/', "..", NUL). Checked by hand: a regexp

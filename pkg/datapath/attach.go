@@ -76,11 +76,7 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 			err = errors.Join(err, Detach(netnsPath, containerID, opts))
 		}
 	}()
-	for name, m := range map[string]*ebpf.Map{
-		bpffs.FlowsPin:    objs.SteerFlows,
-		bpffs.CountersPin: objs.SteerCounters,
-		bpffs.ConfigPin:   objs.Config,
-	} {
+	for name, m := range objs.pins {
 		if err := m.Pin(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)
 		}

@@ -263,11 +263,11 @@ func TestDecodeConfig(t *testing.T) {
 		if len(got.Groups) != 3 || got.Groups[0].Interfaces != nil || !reflect.DeepEqual(got.Groups[1].Interfaces, []string{"net2-with-15ch"}) {
 			t.Errorf("groups %+v", got.Groups)
 		}
-		c := decodeCounter(CounterKey(2, ReasonPinned), []steerSteerCounter{{Packets: 1, Bytes: 100}, {Packets: 2, Bytes: 200}}, &got.slots)
+		c := decodeCounter(CounterKey(2, ReasonPinned), uint32(NumReasons), []steerSteerCounter{{Packets: 1, Bytes: 100}, {Packets: 2, Bytes: 200}}, &got.slots)
 		if c != (Counter{Interface: "net2-with-15ch", Reason: ReasonPinned, Packets: 3, Bytes: 300}) {
 			t.Errorf("counter %+v", c)
 		}
-		c = decodeCounter(CounterKey(MaxInterfaces, ReasonPassed), nil, &got.slots)
+		c = decodeCounter(CounterKey(MaxInterfaces, ReasonPassed), uint32(NumReasons), nil, &got.slots)
 		if c != (Counter{Reason: ReasonPassed}) {
 			t.Errorf("counter of the unknown interfaces' row %+v", c)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"syscall"
 
@@ -70,6 +71,8 @@ type Flow struct {
 
 // State is what a pod's pins hold.
 type State struct {
+	Version    Version // of the build that wrote the pins
+	Upgrading  bool    // an upgrade is under way, or was interrupted (see UpgradingPin)
 	Interfaces []Interface
 	Groups     []Group
 	Flows      []Flow
@@ -83,23 +86,91 @@ type State struct {
 // which Detach needs too. Its undecodable fields are left invalid instead (the zero address or
 // prefix, which print as "invalid IP", "invalid AddrPort" or "invalid Prefix"): see decodeFlow
 // and decodeGroup.
+//
+// Pins another build wrote are read through their own BTF, converted to this build's layout
+// (see convert): the pins of a pod that steerd has not upgraded yet, or of a newer build after
+// a downgrade.
 func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 	dir, err := layout.Dir(containerID)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := readConfig(filepath.Join(dir, bpffs.ConfigPin))
+	v, err := readVersion(dir)
 	if err != nil {
 		return nil, err
 	}
-	st := &State{Interfaces: cfg.Interfaces, Groups: cfg.Groups}
-	if st.Counters, err = readCounters(filepath.Join(dir, bpffs.CountersPin), &cfg.slots); err != nil {
+	obj, err := Embedded()
+	if err != nil {
 		return nil, err
 	}
-	if st.Flows, err = readFlows(filepath.Join(dir, bpffs.FlowsPin), cfg.Interfaces); err != nil {
+	// Layouts are told by the version; a size that differs (pins mid-upgrade) is told anyway.
+	foreign := v.Layout != obj.Version.Layout
+	cfg, err := readConfig(filepath.Join(dir, bpffs.ConfigPin), foreign)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Version: v, Interfaces: cfg.Interfaces, Groups: cfg.Groups}
+	if _, err := os.Stat(filepath.Join(dir, UpgradingPin)); err == nil {
+		st.Upgrading = true
+	}
+	if st.Counters, err = readCounters(filepath.Join(dir, bpffs.CountersPin), &cfg.slots, foreign); err != nil {
+		return nil, err
+	}
+	if st.Flows, err = readFlows(filepath.Join(dir, bpffs.FlowsPin), cfg.Interfaces, foreign); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// readPinnedConfig rebuilds the Config a container's programs were loaded with, from pins of
+// any build: what an upgrade loads the new programs with.
+func readPinnedConfig(dir string) (Config, error) {
+	pc, err := readConfig(filepath.Join(dir, bpffs.ConfigPin), true)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg := Config{Interfaces: pc.Interfaces, Groups: pc.Groups, LoopMark: pc.loopMark}
+	flows, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpffs.FlowsPin), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return Config{}, fmt.Errorf("open flows: %w", err)
+	}
+	defer flows.Close()
+	cfg.FlowEntries = flows.MaxEntries()
+	if err := cfg.validate(); err != nil {
+		return Config{}, fmt.Errorf("pinned config: %w", err)
+	}
+	return cfg, nil
+}
+
+// converter returns a function that lays an entry of m out as this build's map name does, or
+// nil when m is laid out alike (foreign false, and the sizes agree).
+func converter(m *ebpf.Map, name string, foreign bool) (func(k, v []byte) ([]byte, []byte, error), error) {
+	spec, err := parsedSpec()
+	if err != nil {
+		return nil, err
+	}
+	ms := spec.Maps[name]
+	if !foreign && m.KeySize() == ms.KeySize && m.ValueSize() == ms.ValueSize {
+		return nil, nil
+	}
+	sk, sv, err := mapTypes(m)
+	if err != nil {
+		return nil, err
+	}
+	return func(k, v []byte) ([]byte, []byte, error) {
+		key, val := make([]byte, ms.KeySize), make([]byte, ms.ValueSize)
+		if err := convert(val, ms.Value, v, sv); err != nil {
+			return nil, nil, err
+		}
+		if ms.Key != nil && sk != nil && k != nil {
+			if err := convert(key, ms.Key, k, sk); err != nil {
+				return nil, nil, err
+			}
+		} else {
+			copy(key, k)
+		}
+		return key, val, nil
+	}, nil
 }
 
 // podConfig is a pod's load-time configuration as decoded from its config map.
@@ -107,11 +178,12 @@ type podConfig struct {
 	Interfaces []Interface // the used slots, in slot order
 	Groups     []Group
 	slots      [MaxInterfaces]string // the interface name of each slot; "" when unused
+	loopMark   uint32
 }
 
 // configLayout is where the tables sit in the config map's value (.rodata).
 type configLayout struct {
-	ifaces, groups uint32
+	ifaces, groups, loopMark uint32
 }
 
 // embeddedConfigLayout returns the offsets of the embedded object, which wrote the pins.
@@ -121,7 +193,7 @@ func embeddedConfigLayout() (configLayout, error) {
 		return configLayout{}, err
 	}
 	var l configLayout
-	for name, off := range map[string]*uint32{steerVarSteerIfaces: &l.ifaces, steerVarSteerGroups: &l.groups} {
+	for name, off := range map[string]*uint32{steerVarSteerIfaces: &l.ifaces, steerVarSteerGroups: &l.groups, steerVarSteerLoopMark: &l.loopMark} {
 		vs, ok := spec.Variables[name]
 		if !ok || vs == nil {
 			return configLayout{}, fmt.Errorf("steer object has no variable %s", name)
@@ -131,7 +203,7 @@ func embeddedConfigLayout() (configLayout, error) {
 	return l, nil
 }
 
-func readConfig(path string) (podConfig, error) {
+func readConfig(path string, foreign bool) (podConfig, error) {
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		return podConfig{}, fmt.Errorf("open config: %w", err)
@@ -144,6 +216,15 @@ func readConfig(path string) (podConfig, error) {
 	raw := make([]byte, m.ValueSize())
 	if err := m.Lookup(uint32(0), &raw); err != nil {
 		return podConfig{}, fmt.Errorf("read config: %w", err)
+	}
+	conv, err := converter(m, configMap, foreign)
+	if err != nil {
+		return podConfig{}, fmt.Errorf("config of another layout: %w", err)
+	}
+	if conv != nil {
+		if _, raw, err = conv(nil, raw); err != nil {
+			return podConfig{}, fmt.Errorf("config of another layout: %w", err)
+		}
 	}
 	return decodeConfig(raw, layout)
 }
@@ -168,7 +249,11 @@ func decodeConfig(raw []byte, l configLayout) (podConfig, error) {
 			return podConfig{}, fmt.Errorf("decode config: %s at offset %d of a %d-byte value: %w", t.name, t.off, len(raw), err)
 		}
 	}
-	return decodeConfigEntries(&ifaces, &groups), nil
+	c := decodeConfigEntries(&ifaces, &groups)
+	if uint64(l.loopMark)+4 <= uint64(len(raw)) {
+		c.loopMark = binary.NativeEndian.Uint32(raw[l.loopMark:])
+	}
+	return c, nil
 }
 
 // decodeConfigEntries decodes the interface and group tables. Slots keep their position, as
@@ -259,19 +344,44 @@ func decodeInterface(e steerSteerIface) Interface {
 	return itf
 }
 
-func readCounters(path string, slots *[MaxInterfaces]string) ([]Counter, error) {
+// readCounters reads the counter rows. Reasons are only ever appended, so a build with more or
+// fewer reasons has rows of the same slots and reasons, told apart by the map's size.
+func readCounters(path string, slots *[MaxInterfaces]string, foreign bool) ([]Counter, error) {
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("open counters: %w", err)
 	}
 	defer m.Close()
+	conv, err := converter(m, "steer_counters", foreign)
+	if err != nil {
+		return nil, fmt.Errorf("counters of another layout: %w", err)
+	}
+	reasons := m.MaxEntries() / uint32(MaxInterfaces+1)
 	var out []Counter
-	for key := uint32(0); key < m.MaxEntries(); key++ {
+	for key := uint32(0); key < m.MaxEntries() && reasons > 0; key++ {
 		var perCPU []steerSteerCounter
-		if err := m.Lookup(key, &perCPU); err != nil {
-			return nil, fmt.Errorf("read counter %d: %w", key, err)
+		if conv == nil {
+			if err := m.Lookup(key, &perCPU); err != nil {
+				return nil, fmt.Errorf("read counter %d: %w", key, err)
+			}
+		} else {
+			var raw [][]byte
+			if err := m.Lookup(key, &raw); err != nil {
+				return nil, fmt.Errorf("read counter %d: %w", key, err)
+			}
+			for _, r := range raw {
+				_, v, err := conv(nil, r)
+				if err != nil {
+					return nil, fmt.Errorf("read counter %d: %w", key, err)
+				}
+				var c steerSteerCounter
+				if _, err := binary.Decode(v, binary.NativeEndian, &c); err != nil {
+					return nil, fmt.Errorf("read counter %d: %w", key, err)
+				}
+				perCPU = append(perCPU, c)
+			}
 		}
-		if c := decodeCounter(key, perCPU, slots); c.Packets > 0 {
+		if c := decodeCounter(key, reasons, perCPU, slots); c.Packets > 0 {
 			out = append(out, c)
 		}
 	}
@@ -279,9 +389,9 @@ func readCounters(path string, slots *[MaxInterfaces]string) ([]Counter, error) 
 }
 
 // decodeCounter sums the per-CPU values of counter row key (slot * reasons + reason).
-func decodeCounter(key uint32, perCPU []steerSteerCounter, slots *[MaxInterfaces]string) Counter {
-	c := Counter{Reason: Reason(key % uint32(NumReasons))}
-	if slot := key / uint32(NumReasons); slot < uint32(len(slots)) {
+func decodeCounter(key, reasons uint32, perCPU []steerSteerCounter, slots *[MaxInterfaces]string) Counter {
+	c := Counter{Reason: Reason(key % reasons)}
+	if slot := key / reasons; slot < uint32(len(slots)) {
 		c.Interface = slots[slot]
 	}
 	for _, v := range perCPU {
@@ -297,15 +407,15 @@ var (
 	flowValueSize = binary.Size(steerFlowValue{})
 )
 
-func readFlows(path string, ifaces []Interface) ([]Flow, error) {
+func readFlows(path string, ifaces []Interface, foreign bool) ([]Flow, error) {
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("open flows: %w", err)
 	}
 	defer m.Close()
-	if int(m.KeySize()) != flowKeySize || int(m.ValueSize()) != flowValueSize {
-		return nil, fmt.Errorf("flows map has %d-byte keys and %d-byte values, want %d and %d",
-			m.KeySize(), m.ValueSize(), flowKeySize, flowValueSize)
+	conv, err := converter(m, flowsMap, foreign)
+	if err != nil {
+		return nil, fmt.Errorf("flows of another layout: %w", err)
 	}
 	var (
 		out  []Flow
@@ -313,7 +423,13 @@ func readFlows(path string, ifaces []Interface) ([]Flow, error) {
 	)
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		f, _ := decodeFlowBytes(k, v, ifaces) // kept, marked: see ReadPinned
+		key, val := k, v
+		if conv != nil {
+			if key, val, err = conv(k, v); err != nil {
+				return nil, fmt.Errorf("flows of another layout: %w", err)
+			}
+		}
+		f, _ := decodeFlowBytes(key, val, ifaces) // kept, marked: see ReadPinned
 		out = append(out, f)
 	}
 	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -16,6 +15,7 @@ type Objects struct {
 	steerMaps
 	// Config is the .rodata map holding the load-time configuration, pinned for inspection.
 	Config *ebpf.Map
+	pins   map[string]*ebpf.Map // every map Attach pins, by pin name; the same values as above
 }
 
 // Close releases the process's references; pinned objects stay.
@@ -23,34 +23,28 @@ func (o *Objects) Close() error {
 	return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close(), o.Config.Close())
 }
 
-// Load loads the programs and maps for cfg. The caller closes the returned objects; what must
-// outlive the process is pinned by Attach.
+// Load loads the programs and maps for cfg from this binary's object. The caller closes the
+// returned objects; what must outlive the process is pinned by Attach.
 func Load(cfg Config) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
 	}
-	spec, err := embeddedSpec()
+	obj, err := Embedded()
 	if err != nil {
 		return nil, err
 	}
-	if err := configure(spec, &cfg); err != nil {
-		return nil, err
-	}
-	if err := foldVariables(spec); err != nil {
-		return nil, err
-	}
-
-	coll, err := ebpf.NewCollection(spec)
+	spec, err := obj.prepare(&cfg)
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load steer programs: %+v", verr)
-		}
-		return nil, fmt.Errorf("load steer programs: %w", err)
+		return nil, err
+	}
+	coll, err := newCollection(spec, nil)
+	if err != nil {
+		return nil, err
 	}
 	defer coll.Close()
 
-	objs := &Objects{Config: coll.DetachMap(".rodata")}
+	objs := &Objects{pins: pinsOf(coll)}
+	objs.Config = coll.DetachMap(configMap)
 	err = errors.Join(coll.Assign(&objs.steerPrograms), coll.Assign(&objs.steerMaps))
 	if err != nil {
 		_ = objs.steerPrograms.Close()
@@ -58,6 +52,30 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, fmt.Errorf("assign steer objects: %w", err)
 	}
 	return objs, nil
+}
+
+// newCollection loads spec, printing the verifier's log when it refuses a program.
+func newCollection(spec *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*ebpf.Collection, error) {
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load steer programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("load steer programs: %w", err)
+	}
+	return coll, nil
+}
+
+// pinsOf names the maps of coll that are pinned, by pin name (see PinName).
+func pinsOf(coll *ebpf.Collection) map[string]*ebpf.Map {
+	pins := make(map[string]*ebpf.Map, len(coll.Maps))
+	for name, m := range coll.Maps {
+		if !isDataSection(name) {
+			pins[PinName(name)] = m
+		}
+	}
+	return pins
 }
 
 // foldVariables writes the variables' values into their sections and removes them from spec,
@@ -97,17 +115,14 @@ func foldVariables(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-// parsedSpec parses the embedded object once per process: steerd loads a collection per pod
-// and reads every pod's config on each metrics scrape.
-var parsedSpec = sync.OnceValues(loadSteer)
-
-// embeddedSpec returns a private copy of the parsed object, safe to configure.
-func embeddedSpec() (*ebpf.CollectionSpec, error) {
-	spec, err := parsedSpec()
+// parsedSpec is the embedded object's spec, parsed once per process (steerd loads a collection
+// per pod and reads every pod's config on each metrics scrape). Read only.
+func parsedSpec() (*ebpf.CollectionSpec, error) {
+	obj, err := Embedded()
 	if err != nil {
 		return nil, err
 	}
-	return spec.Copy(), nil
+	return obj.spec, nil
 }
 
 // configure writes cfg into the spec's load-time constants and sizes the flow table.

@@ -163,3 +163,16 @@ func containerFiles(dir, suffix string) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// CachedPod returns what ADD recorded of a container in cniDir: its network namespace path and
+// its pod ("" when unknown), for steerd to upgrade and report on attachments it did not make.
+func CachedPod(cniDir, containerID string) (netns, namespace, name string, err error) {
+	e, err := cacheStore{dir: cniDir}.read(containerID)
+	if err != nil {
+		return "", "", "", err
+	}
+	if e.Pod != nil {
+		namespace, name = e.Pod.Namespace, e.Pod.Name
+	}
+	return e.NetNS, namespace, name, nil
+}

@@ -16,6 +16,7 @@ import (
 type Registry struct {
 	*prometheus.Registry
 	Requests *prometheus.HistogramVec // seconds per CNI verb and outcome
+	Upgrades *prometheus.CounterVec   // pods upgraded in place, by result
 }
 
 // New registers the collectors. Pod counters are read from layout's pins on each scrape, so
@@ -28,8 +29,12 @@ func New(layout bpffs.Layout, log *slog.Logger) *Registry {
 			Help:    "Time to serve a CNI request in the daemon, by verb and result.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"verb", "result"}),
+		Upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "steer_upgrades_total",
+			Help: "In-place upgrades of a pod's programs to this steerd's build, by result (upgraded, failed: the pod keeps its programs).",
+		}, []string{"result"}),
 	}
-	r.MustRegister(r.Requests, podCounters{layout: layout, log: log},
+	r.MustRegister(r.Requests, r.Upgrades, podCounters{layout: layout, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
@@ -45,6 +50,8 @@ var (
 		"Flows learned on a pod's secondary interfaces.", []string{"container"}, nil)
 	attachmentsDesc = prometheus.NewDesc("steer_attachments",
 		"Pods with Steer's programs attached on this node.", nil, nil)
+	outdatedDesc = prometheus.NewDesc("steer_attachments_outdated",
+		"Pods whose programs are not this steerd's build: an upgrade is pending, under way or failed.", nil, nil)
 )
 
 type podCounters struct {
@@ -57,6 +64,7 @@ func (podCounters) Describe(ch chan<- *prometheus.Desc) {
 	ch <- bytesDesc
 	ch <- flowsDesc
 	ch <- attachmentsDesc
+	ch <- outdatedDesc
 }
 
 func (c podCounters) Collect(ch chan<- prometheus.Metric) {
@@ -66,7 +74,18 @@ func (c podCounters) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(attachmentsDesc, prometheus.GaugeValue, float64(len(ids)))
+	obj, err := datapath.Embedded()
+	if err != nil {
+		c.log.Warn("programs", "err", err)
+		return
+	}
+	outdated := 0
+	defer func() { ch <- prometheus.MustNewConstMetric(outdatedDesc, prometheus.GaugeValue, float64(outdated)) }()
 	for _, id := range ids {
+		// Told apart from the pins' state: a pod whose upgrade failed may be unreadable.
+		if v, err := datapath.ReadVersion(c.layout, id); err == nil && v != obj.Version {
+			outdated++
+		}
 		st, err := datapath.ReadPinned(c.layout, id)
 		if err != nil {
 			// A pod being deleted while we read: skip it this time.

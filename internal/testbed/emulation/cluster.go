@@ -47,8 +47,19 @@ func BuildPlugin(ctx context.Context, dir string) (string, error) {
 
 // BuildCommand builds one of Steer's commands (steer, steerd, steerctl) into dir.
 func BuildCommand(ctx context.Context, dir, command string) (string, error) {
-	out := filepath.Join(dir, command)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/steernet/steer/cmd/"+command)
+	return buildCommand(ctx, filepath.Join(dir, command), command)
+}
+
+// BuildNextRelease builds a command as the next release of Steer, whose BPF object has the
+// next layout (a changed flow value and program: go build -tags steer_next), into dir as
+// <command>-next: what a rollout upgrades running pods to.
+func BuildNextRelease(ctx context.Context, dir, command string) (string, error) {
+	return buildCommand(ctx, filepath.Join(dir, command+"-next"), command, "-tags", "steer_next")
+}
+
+func buildCommand(ctx context.Context, out, command string, flags ...string) (string, error) {
+	args := append(append([]string{"build", "-o", out}, flags...), "github.com/steernet/steer/cmd/"+command)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %w: %s", command, err, strings.TrimSpace(string(b)))

@@ -50,6 +50,19 @@ type SteerdOptions struct {
 // StartSteerd starts steerd for node i of host, waits until its socket answers and its CNI
 // config is written, and returns it.
 func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd, error) {
+	d, err := LaunchSteerd(node, i, host, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.waitReady(ctx, node); err != nil {
+		_ = d.Kill()
+		return nil, err
+	}
+	return d, nil
+}
+
+// LaunchSteerd starts steerd as StartSteerd does, without waiting for it to be ready.
+func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd, error) {
 	plugin := map[string]any{
 		"socketPath": host.Socket(),
 		"kubeconfig": o.Kubeconfig,
@@ -111,15 +124,14 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 	if err := <-started; err != nil {
 		return nil, err
 	}
-	if err := d.waitReady(ctx, node); err != nil {
-		_ = d.Kill()
-		return nil, err
-	}
 	return d, nil
 }
 
 // Socket is where a node's steerd listens.
 func (h HostRoot) Socket() string { return filepath.Join(h.Dir, "run/steer/steerd.sock") }
+
+// WaitReady waits until steerd's socket answers and /readyz says ready.
+func (d *Steerd) WaitReady(ctx context.Context, node ns.NetNS) error { return d.waitReady(ctx, node) }
 
 func (d *Steerd) waitReady(ctx context.Context, node ns.NetNS) error {
 	deadline := time.Now().Add(30 * time.Second)
