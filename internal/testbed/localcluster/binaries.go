@@ -17,6 +17,10 @@ var versions string
 // binary lives.
 var DefaultKubeVersion, DefaultEtcdVersion = version("kube"), version("etcd")
 
+// Version is the release versions.txt names for name (e.g. "containerd"); it panics when the
+// file names none, a build mistake.
+func Version(name string) string { return version(name) }
+
 func version(name string) string {
 	for _, line := range strings.Split(versions, "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
