@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -76,7 +77,7 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 			// still get IPv4, the first family.
 			"--service-cluster-ip-range=10.96.0.0/16,2001:db8:96::/112",
 		}
-		p, err := startProcess("kube-apiserver", bin, append(args, extraArgs...), filepath.Join(dir, "kube-apiserver.log"))
+		p, err := startProcess("kube-apiserver", bin, append(withoutOverridden(args, extraArgs), extraArgs...), filepath.Join(dir, "kube-apiserver.log"))
 		probe := func(ctx context.Context) error {
 			return httpOK(ctx, probeClient, s.url+"/readyz", token)
 		}
@@ -149,4 +150,23 @@ func writeECKey(path string) error {
 		return fmt.Errorf("write service-account key: %w", err)
 	}
 	return nil
+}
+
+// withoutOverridden drops the flags of args that extra sets again: for list flags such as
+// --disable-admission-plugins kube-apiserver appends a repeated flag instead of replacing it.
+func withoutOverridden(args, extra []string) []string {
+	var out []string
+	for _, a := range args {
+		name, _, _ := strings.Cut(a, "=")
+		overridden := false
+		for _, e := range extra {
+			if en, _, _ := strings.Cut(e, "="); en == name {
+				overridden = true
+			}
+		}
+		if !overridden {
+			out = append(out, a)
+		}
+	}
+	return out
 }

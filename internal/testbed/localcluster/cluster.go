@@ -27,7 +27,8 @@ type Options struct {
 	Binaries *Paths
 	// TempDir is where the cluster's directory is created; empty means os.TempDir().
 	TempDir string
-	// ExtraAPIServerArgs are appended to kube-apiserver's flags (a later flag wins).
+	// ExtraAPIServerArgs are appended to kube-apiserver's flags and replace the defaults of the
+	// same name.
 	ExtraAPIServerArgs []string
 }
 
