@@ -14,14 +14,16 @@ STATICCHECK := $(STEER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 HELM_VERSION := $(shell awk '$$1 == "helm" { print $$2 }' manifests/tools.txt)
 HELM := $(STEER_CACHE)/tools/helm-$(HELM_VERSION)
 APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils-ping ethtool tcpdump
+# The real node's runtime and kubelet's firewall rules (internal/testbed/realnode).
+APT_PACKAGES += runc iptables
 # Generated files that are committed: bpf2go output and the trimmed kernel header.
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/steer_next_bpfel.go pkg/datapath/steer_next_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries node-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
-deps: apt kube-binaries cni-plugins multus tools
+deps: apt kube-binaries node-binaries cni-plugins multus tools
 	@$(GO) mod download
 
 apt:
@@ -33,6 +35,10 @@ apt:
 
 kube-binaries:
 	@hack/install-kube.sh
+
+# kubelet, kube-controller-manager, kube-scheduler, containerd, crictl: the real node
+node-binaries:
+	@hack/install-node.sh
 
 cni-plugins:
 	@hack/install-cni-plugins.sh
@@ -93,7 +99,8 @@ unit:
 	$(GO) test -short ./...
 
 ## test: everything CI checks — generated files, lint, and all tests (needs root)
-test: deps check-generated lint test-go
+# The image is what the real node's tests deploy (internal/testbed/realnode).
+test: deps check-generated lint image test-go
 
 # internal/testbed/soak runs alone, after the rest: its latency figures and its plugin kills, aimed
 # into the middle of an ADD, want a quiet machine.
@@ -111,6 +118,8 @@ soak: deps
 		-soak.cycles=$(SOAK_CYCLES) -soak.workers=$(SOAK_WORKERS) -soak.fault-every=10 -soak.report=$(abspath $(SOAK_REPORT))
 	$(GO) test -count=1 -run '^(TestHostileInput|TestBadInput)$$' ./cmd/steer
 	$(GO) test -count=1 -run '^(TestPeerCred|TestServeHostileArguments)$$' ./pkg/daemon
+	$(MAKE) image
+	$(GO) test -count=1 -timeout 30m -run '^TestRealNode$$' ./internal/testbed/realnode -args -realnode.long
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 ## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
