@@ -83,8 +83,7 @@ func (n *Node) RetagSteer(ctx context.Context, tag string) (string, error) {
 // ApplySteer deploys Steer as operators do: `kubectl apply -k` of an overlay on manifests/ that
 // sets the image (image is a reference of Images().Steer or RetagSteer) and what this node
 // needs: imagePullPolicy Never (no registry), the apiserver's address (no kube-proxy routes the
-// kubernetes Service here), containerd's netns directory of this node, and no capability the
-// machine's bounding set lacks.
+// kubernetes Service here) and containerd's netns directory of this node.
 func (n *Node) ApplySteer(ctx context.Context, image string) error {
 	root, err := moduleRoot()
 	if err != nil {
@@ -177,12 +176,6 @@ func (n *Node) overlay(base string, ds *appsv1.DaemonSet, image string) ([]byte,
 				}
 			} else {
 				add(p+"/env", env)
-			}
-			// Removed from the end, so the indexes of the others hold.
-			for j := len(c.addCaps) - 1; j >= 0; j-- {
-				if missingCapability(c.addCaps[j]) {
-					ops = append(ops, map[string]any{"op": "remove", "path": fmt.Sprintf("%s/securityContext/capabilities/add/%d", p, j)})
-				}
 			}
 			for j, m := range c.mounts {
 				if m == netnsVolume {
@@ -277,21 +270,15 @@ func (n *Node) DeleteSteer(ctx context.Context) error {
 
 // containerShape is what the overlay's patches need to know of a container.
 type containerShape struct {
-	image   string
-	hasEnv  bool
-	mounts  []string
-	addCaps []string
+	image  string
+	hasEnv bool
+	mounts []string
 }
 
 func containersOf(cs []corev1.Container) []containerShape {
 	var out []containerShape
 	for _, c := range cs {
 		cc := containerShape{image: c.Image, hasEnv: len(c.Env) > 0}
-		if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
-			for _, cp := range sc.Capabilities.Add {
-				cc.addCaps = append(cc.addCaps, string(cp))
-			}
-		}
 		for _, m := range c.VolumeMounts {
 			cc.mounts = append(cc.mounts, m.Name)
 		}
