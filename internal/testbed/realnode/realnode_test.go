@@ -126,6 +126,8 @@ func (e *env) runPod(t *testing.T, name, networks string) *corev1.Pod {
 	if _, err := e.client.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	defer func() { t.Logf("pod %s Ready after %s", name, time.Since(start).Round(time.Millisecond)) }()
 	var got *corev1.Pod
 	waitFor(t, ctx, "pod "+name+" ready", func() (err error) {
 		if got, err = e.client.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
@@ -157,7 +159,7 @@ func (e *env) podEvents(ctx context.Context, name string) string {
 	return strings.Join(out, " | ")
 }
 
-// deletePod deletes a pod and waits until its sandbox is gone from the node.
+// deletePod deletes a pod and waits until its sandbox is stopped.
 func (e *env) deletePod(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -173,9 +175,11 @@ func (e *env) deletePod(t *testing.T, name string) {
 		if err != nil {
 			return err
 		}
+		// Stopped is enough: stopping ran CNI DEL and removed the network namespace; kubelet
+		// removes dead sandboxes later, in its garbage collection.
 		for _, sb := range sbs {
-			if sb.Namespace == e.ns && sb.Name == name {
-				return fmt.Errorf("sandbox %s of pod %s still on the node", sb.ID, name)
+			if sb.Namespace == e.ns && sb.Name == name && sb.State == "SANDBOX_READY" {
+				return fmt.Errorf("sandbox %s of pod %s still running", sb.ID, name)
 			}
 		}
 		return nil
