@@ -43,15 +43,32 @@ func TestRealNode(t *testing.T) {
 		}
 
 		e.deletePod(t, "web")
-		if left := pinsOf(id); len(left) > 0 {
-			t.Errorf("pins left after the pod's deletion: %v", left)
+		// Stopping the sandbox runs CNI DEL and removes its network namespace right after.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		waitFor(t, ctx, "the pod's network to be gone", func() error {
+			if left := pinsOf(id); len(left) > 0 {
+				return fmt.Errorf("pins left after the pod's deletion: %v", left)
+			}
+			if _, err := os.Stat(netns); !os.IsNotExist(err) {
+				return fmt.Errorf("network namespace %s left: %v", netns, err)
+			}
+			if left, _ := filepath.Glob(filepath.Join("/var/lib/cni/steer", id+"*")); len(left) > 0 {
+				return fmt.Errorf("Steer's cache left: %v", left)
+			}
+			return nil
+		})
+	})
+
+	t.Run("the control: with steering off the remote client gets no reply", func(t *testing.T) {
+		a4, a6 := emulation.DMZ.Addr(28)
+		e.runPod(t, "unsteered", ipsAnnotation("dmz-unsteered", a4, a6))
+		lan := e.node.LAN()
+		if err := emulation.ProbeUDP(context.Background(), lan.Host, netip.AddrPortFrom(a4, emulation.EchoUDPPort)); err != nil {
+			t.Errorf("LAN host -> %s udp: %v", a4, err)
 		}
-		if _, err := os.Stat(netns); !os.IsNotExist(err) {
-			t.Errorf("network namespace %s left: %v", netns, err)
-		}
-		if left, _ := filepath.Glob(filepath.Join("/var/lib/cni/steer", id+"*")); len(left) > 0 {
-			t.Errorf("Steer's cache left: %v", left)
-		}
+		e.expectUnreachableFromClient(t, a4)
+		e.deletePod(t, "unsteered")
 	})
 
 	t.Run("multicast pod sends and receives on the DMZ", func(t *testing.T) {

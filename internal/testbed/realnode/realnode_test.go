@@ -96,6 +96,26 @@ func newEnv(t *testing.T) *env {
 	if err := emulation.ApplyExamples(ctx, nads, e.ns); err != nil {
 		t.Fatal(err)
 	}
+	// The control: the DMZ with Steer's steering off, Steer as a plain Multus replacement.
+	dmz, err := nads.Get(ctx, e.ns, "dmz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal([]byte(dmz.Spec.Config), &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["name"], conf["steer"] = "dmz-unsteered", map[string]any{"steering": false}
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsteered := *dmz
+	unsteered.ObjectMeta = metav1.ObjectMeta{Name: "dmz-unsteered", Namespace: e.ns}
+	unsteered.Spec.Config = string(b)
+	if _, err := nads.Create(ctx, &unsteered); err != nil {
+		t.Fatal(err)
+	}
 	// Service-account admission wants the namespace's default account, which the
 	// controller-manager creates.
 	waitFor(t, ctx, "default service account", func() error {
@@ -159,7 +179,7 @@ func (e *env) podEvents(ctx context.Context, name string) string {
 	return strings.Join(out, " | ")
 }
 
-// deletePod deletes a pod and waits until its sandbox is stopped.
+// deletePod deletes a pod and waits until its sandbox is stopped (its CNI DEL follows at once).
 func (e *env) deletePod(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -39,7 +39,7 @@ func SteerImageTarball() (string, error) {
 	}
 	p := filepath.Join(root, "bin", "steer-image.tar")
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("Steer's image %s missing: run `make image` (or set STEER_IMAGE): %w", p, err)
+		return "", fmt.Errorf("the image %s missing: run `make image` (or set STEER_IMAGE): %w", p, err)
 	}
 	return p, nil
 }
@@ -237,7 +237,7 @@ func (n *Node) WaitSteerRolledOut(ctx context.Context, image string) error {
 			}
 		}
 		if _, err := os.Stat(filepath.Join(CNIConfDir, install.ConfigName)); err != nil {
-			return fmt.Errorf("Steer's CNI config not installed: %w", err)
+			return fmt.Errorf("the CNI config of Steer not installed: %w", err)
 		}
 		return nil
 	})
@@ -261,7 +261,7 @@ func (n *Node) DeleteSteer(ctx context.Context) error {
 		}
 		for _, sb := range sbs {
 			if sb.Namespace == SteerNamespace && sb.State == "SANDBOX_READY" {
-				return fmt.Errorf("Steer's pod %s still running", sb.Name)
+				return fmt.Errorf("pod %s of Steer still running", sb.Name)
 			}
 		}
 		return nil
