@@ -238,7 +238,7 @@ func (n *Node) removeSandboxes(ctx context.Context) error {
 			}
 		}
 	}
-	return joinErrs(errs)
+	return errors.Join(errs...)
 }
 
 // run returns a command's standard output; on failure, its standard error too (ctr and crictl

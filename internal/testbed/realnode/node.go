@@ -276,5 +276,3 @@ func (n *Node) Stop() error {
 	})
 	return n.stopErr
 }
-
-func joinErrs(errs []error) error { return errors.Join(errs...) }
