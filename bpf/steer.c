@@ -26,6 +26,7 @@
 #include "lib/mss.h"
 #include "lib/rewrite.h"
 #include "lib/multicast.h"
+#include "lib/service.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -119,10 +120,28 @@ static __always_inline enum steer_reason learn(void *ctx, __u32 ifindex, __u32 s
 	return STEER_REASON_PASSED;
 }
 
+/* svc_reply rewrites a backend's reply to the frontend the pod's socket talks to; it returns
+ * -1 when the packet is none. */
+static __always_inline int svc_reply(struct __sk_buff *skb)
+{
+	switch (eth_family(skb_data(skb), skb_data_end(skb))) {
+	case AF_INET:
+		return steer_svc_ingress4(skb);
+	case AF_INET6:
+		return steer_svc_ingress6(skb);
+	}
+	return -1;
+}
+
 SEC("tc")
 int steer_ingress(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb_field(skb, ifindex), clamp = 0;
+	if (svc_enabled()) {
+		int verdict = svc_reply(skb);
+		if (verdict >= 0)
+			return verdict; /* for the pod's socket: nothing to learn */
+	}
 	__u32 slot = iface_slot(ifindex);
 	enum steer_reason r = learn(skb, ifindex, slot, &clamp, 0);
 
@@ -259,6 +278,16 @@ static __always_inline int egress_ip(struct __sk_buff *skb, __u32 cur, const __u
 		if (r == PARSE_TRACKED && parse_l4(data, data_end, &p) == PARSE_TRACKED)
 			return steer_multicast(skb, cur);
 		goto pass;
+	}
+	if (r == PARSE_TRACKED && svc_enabled()) {
+		int verdict = family == AF_INET ? steer_svc_egress4(skb) : steer_svc_egress6(skb);
+		if (verdict == SVC_REFUSE)
+			return steer_svc_refuse(skb, family);
+		if (verdict >= 0)
+			return verdict;
+		/* Fresh packet pointers: the call may have changed the packet, to the verifier. */
+		data = skb_data(skb);
+		data_end = skb_data_end(skb);
 	}
 
 	if (!pinned_any())

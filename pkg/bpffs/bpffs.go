@@ -3,6 +3,7 @@
 //	<root>/<container-id>/flows              flow table (map)
 //	<root>/<container-id>/counters           per-CPU counters (map)
 //	<root>/<container-id>/config             load-time configuration (the .rodata map)
+//	<root>/<container-id>/svc-*              the Service proxy's maps (ServicePins)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
 //
 // The root defaults to /sys/fs/bpf/steer. Links are pinned because the CNI plugin exits right
@@ -27,6 +28,18 @@ const (
 	FlowsPin    = "flows"
 	CountersPin = "counters"
 	ConfigPin   = "config"
+)
+
+// Pin names of the Service proxy's maps, there from ADD on.
+const (
+	SvcStatePin     = "svc-state"     // whether the pod has frontends
+	SvcFrontendsPin = "svc-frontends" // frontend -> service id, backend count, affinity
+	SvcSlotsPin     = "svc-slots"     // (service id, generation, index) -> backend id
+	SvcBackendsPin  = "svc-backends"  // backend id -> address, port, interface, next hop
+	SvcConnsPin     = "svc-conns"     // connection -> backend
+	SvcRevNATPin    = "svc-revnat"    // a backend's reply -> the frontend and the pod's address
+	SvcAffinityPin  = "svc-affinity"  // (service id, client) -> backend, for sessionAffinity
+	SvcCountersPin  = "svc-counters"  // per-CPU counters per service id
 )
 
 // ValidContainerID reports why id cannot name a pin directory, or nil. The alphabet is the CNI

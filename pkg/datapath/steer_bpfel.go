@@ -62,7 +62,8 @@ type steerSteerIface struct {
 	Mtu     uint32
 	Flags   uint32
 	Mac     [6]uint8
-	Pad     [2]uint8
+	Plen4   uint8
+	Plen6   uint8
 	Name    [16]int8
 	_       [4]byte
 	Addr4   struct {
@@ -115,20 +116,147 @@ const (
 	steerSteerReasonSTEER_REASON_MAX           steerSteerReason = 8
 )
 
+type steerSteerSvcCounter struct {
+	_         structs.HostLayout
+	Packets   uint64
+	Bytes     uint64
+	Conns     uint64
+	NoBackend uint64
+}
+
+type steerSteerSvcState struct {
+	_         structs.HostLayout
+	Frontends uint32
+}
+
+type steerSvcAffinity struct {
+	_       structs.HostLayout
+	LastNs  uint64
+	Backend uint32
+	Pad     uint32
+}
+
+type steerSvcAffinityKey struct {
+	_      structs.HostLayout
+	Id     uint32
+	Family uint8
+	Pad    [3]uint8
+	Client struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+}
+
+type steerSvcBackend struct {
+	_    structs.HostLayout
+	Addr struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Saddr struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Nexthop struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Ifindex  uint32
+	Port     uint16
+	Family   uint8
+	NhFamily uint8
+}
+
+type steerSvcConn struct {
+	_        structs.HostLayout
+	Backend  uint32
+	Frontend uint32
+}
+
+type steerSvcConnKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Sport  uint16
+	Dport  uint16
+	Pad    uint16
+	Saddr  struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Daddr struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+}
+
+type steerSvcFrontend struct {
+	_        structs.HostLayout
+	Id       uint32
+	Count    uint16
+	Gen      uint8
+	Pad      uint8
+	Affinity uint32
+	Pad2     uint32
+	Service  [128]int8
+}
+
+type steerSvcKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Port   uint16
+	Pad    uint32
+	Addr   struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+}
+
+type steerSvcRev struct {
+	_      structs.HostLayout
+	Client struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Frontend struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+	Port uint16
+	Pad  uint16
+	Id   uint32
+}
+
+type steerSvcSlotKey struct {
+	_     structs.HostLayout
+	Id    uint32
+	Gen   uint16
+	Index uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapSteerCounters    = "steer_counters"
-	steerMapSteerFlows       = "steer_flows"
-	steerProgSteerEgress     = "steer_egress"
-	steerProgSteerIngress    = "steer_ingress"
-	steerProgSteerIngressXdp = "steer_ingress_xdp"
-	steerVarSteerGroups      = "steer_groups"
-	steerVarSteerIfaces      = "steer_ifaces"
-	steerVarSteerLoopMark    = "steer_loop_mark"
-	steerVarSteerReasons     = "steer_reasons"
-	steerVarSteerTcpForeign  = "steer_tcp_foreign"
+	steerMapSteerCounters     = "steer_counters"
+	steerMapSteerFlows        = "steer_flows"
+	steerMapSteerSvcAffinity  = "steer_svc_affinity"
+	steerMapSteerSvcBackends  = "steer_svc_backends"
+	steerMapSteerSvcConns     = "steer_svc_conns"
+	steerMapSteerSvcCounters  = "steer_svc_counters"
+	steerMapSteerSvcFrontends = "steer_svc_frontends"
+	steerMapSteerSvcRevnat    = "steer_svc_revnat"
+	steerMapSteerSvcSlots     = "steer_svc_slots"
+	steerMapSteerSvcState     = "steer_svc_state"
+	steerProgSteerEgress      = "steer_egress"
+	steerProgSteerIngress     = "steer_ingress"
+	steerProgSteerIngressXdp  = "steer_ingress_xdp"
+	steerVarSteerGroups       = "steer_groups"
+	steerVarSteerIfaces       = "steer_ifaces"
+	steerVarSteerLoopMark     = "steer_loop_mark"
+	steerVarSteerReasons      = "steer_reasons"
+	steerVarSteerTcpForeign   = "steer_tcp_foreign"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -182,8 +310,16 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	SteerCounters *ebpf.MapSpec `ebpf:"steer_counters"`
-	SteerFlows    *ebpf.MapSpec `ebpf:"steer_flows"`
+	SteerCounters     *ebpf.MapSpec `ebpf:"steer_counters"`
+	SteerFlows        *ebpf.MapSpec `ebpf:"steer_flows"`
+	SteerSvcAffinity  *ebpf.MapSpec `ebpf:"steer_svc_affinity"`
+	SteerSvcBackends  *ebpf.MapSpec `ebpf:"steer_svc_backends"`
+	SteerSvcConns     *ebpf.MapSpec `ebpf:"steer_svc_conns"`
+	SteerSvcCounters  *ebpf.MapSpec `ebpf:"steer_svc_counters"`
+	SteerSvcFrontends *ebpf.MapSpec `ebpf:"steer_svc_frontends"`
+	SteerSvcRevnat    *ebpf.MapSpec `ebpf:"steer_svc_revnat"`
+	SteerSvcSlots     *ebpf.MapSpec `ebpf:"steer_svc_slots"`
+	SteerSvcState     *ebpf.MapSpec `ebpf:"steer_svc_state"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -217,14 +353,30 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	SteerCounters *ebpf.Map `ebpf:"steer_counters"`
-	SteerFlows    *ebpf.Map `ebpf:"steer_flows"`
+	SteerCounters     *ebpf.Map `ebpf:"steer_counters"`
+	SteerFlows        *ebpf.Map `ebpf:"steer_flows"`
+	SteerSvcAffinity  *ebpf.Map `ebpf:"steer_svc_affinity"`
+	SteerSvcBackends  *ebpf.Map `ebpf:"steer_svc_backends"`
+	SteerSvcConns     *ebpf.Map `ebpf:"steer_svc_conns"`
+	SteerSvcCounters  *ebpf.Map `ebpf:"steer_svc_counters"`
+	SteerSvcFrontends *ebpf.Map `ebpf:"steer_svc_frontends"`
+	SteerSvcRevnat    *ebpf.Map `ebpf:"steer_svc_revnat"`
+	SteerSvcSlots     *ebpf.Map `ebpf:"steer_svc_slots"`
+	SteerSvcState     *ebpf.Map `ebpf:"steer_svc_state"`
 }
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.SteerCounters,
 		m.SteerFlows,
+		m.SteerSvcAffinity,
+		m.SteerSvcBackends,
+		m.SteerSvcConns,
+		m.SteerSvcCounters,
+		m.SteerSvcFrontends,
+		m.SteerSvcRevnat,
+		m.SteerSvcSlots,
+		m.SteerSvcState,
 	)
 }
 
