@@ -465,6 +465,11 @@ func readServices(dir string, itfs []Interface) ([]ServiceFrontend, error) {
 		return nil, err
 	}
 	defer m.Close()
+	return readServiceMaps(m, itfs)
+}
+
+// readServiceMaps reads the frontends in m.
+func readServiceMaps(m *svcMaps, itfs []Interface) ([]ServiceFrontend, error) {
 	names := map[uint32]string{}
 	for _, itf := range itfs {
 		names[uint32(itf.Index)] = itf.Name
@@ -475,7 +480,7 @@ func readServices(dir string, itfs []Interface) ([]ServiceFrontend, error) {
 	}
 	var out []ServiceFrontend
 	var errs []error
-	err = iterate(m.frontends, func(k steerSvcKey, v steerSvcFrontend) {
+	err := iterate(m.frontends, func(k steerSvcKey, v steerSvcFrontend) {
 		sf := ServiceFrontend{
 			Frontend:        service.Frontend{Addr: netip.AddrPortFrom(addrFrom(k.Addr.V6, k.Family), beToHost(k.Port)), Proto: service.Protocol(k.Proto)},
 			AffinityTimeout: time.Duration(v.Affinity) * time.Second,
