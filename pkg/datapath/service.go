@@ -396,8 +396,8 @@ func encodeEntries(entries []service.Entry, itfs map[string]Interface) ([]wanted
 			be := steerSvcBackend{Ifindex: uint32(itf.Index), Port: hostToBE(b.Port()), Family: family}
 			be.Addr.V6 = AddrBytes(b.Addr())
 			be.Saddr.V6 = AddrBytes(saddr)
-			// On the interface's subnet: the backend is its own next hop; elsewhere the
-			// network's gateway; neither known: the kernel's routes through the interface.
+			// Through the gateway when off the interface's subnet; else the kernel's routes
+			// through the interface (see nextHop).
 			if nh := nextHop(b.Addr(), saddr, bits, gw); nh.IsValid() {
 				be.NhFamily = family
 				be.Nexthop.V6 = AddrBytes(nh)
@@ -410,19 +410,19 @@ func encodeEntries(entries []service.Entry, itfs map[string]Interface) ([]wanted
 	return out, nil
 }
 
-// nextHop is the neighbour a backend is reached through from the interface holding local in a
-// subnet of bits: the backend itself on that subnet, the gateway elsewhere, or none when
-// neither can be told.
+// nextHop is the gateway a backend is reached through from the interface holding local in a
+// subnet of bits, or none when it is on that subnet or the subnet is unknown: the program then
+// lets the kernel route it through the interface, which resolves the backend itself on its
+// subnet. A next hop the program names is right only once its neighbour entry is resolved: the
+// kernel hands a packet queued for resolution back to the route the socket chose (eth0's), so a
+// backend on the subnet, which the route through the interface reaches, is never named.
 func nextHop(backend, local netip.Addr, bits int, gw netip.Addr) netip.Addr {
 	if bits > 0 {
 		if p, err := local.Prefix(bits); err == nil && p.Contains(backend) {
-			return backend
+			return netip.Addr{}
 		}
 	}
-	if gw.IsValid() {
-		return gw
-	}
-	return netip.Addr{}
+	return gw
 }
 
 // hostToBE is a port in network byte order as a host integer reads it (a field of a key).
