@@ -15,6 +15,7 @@ import (
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
+	"github.com/steernet/steer/pkg/service"
 )
 
 // attached makes a pod namespace with a steered net1 that has learned one UDP flow.
@@ -47,6 +48,13 @@ func attached(t *testing.T) (bpffs.Layout, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	entries := []service.Entry{{
+		Frontend: service.Frontend{Addr: netip.MustParseAddrPort("198.18.96.10:80"), Proto: service.TCP},
+		Service:  "default/web-dmz", IfName: "net1", Backends: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.3:8080")},
+	}}
+	if err := (datapath.Services{Layout: layout}).Program(cid, entries); err != nil {
+		t.Fatal(err)
+	}
 	return layout, cid
 }
 
@@ -68,6 +76,7 @@ func TestCommandsFromPins(t *testing.T) {
 		{[]string{"flows"}, []string{"udp", "192.0.2.1:", "192.0.2.2:5353", "via net1"}},
 		{[]string{"stats", cid}, []string{"net1", "learned", "1 pkts"}},
 		{[]string{"groups"}, []string{"239.1.1.0/24", "net1"}},
+		{[]string{"services"}, []string{"default/web-dmz", "tcp 198.18.96.10:80", "via net1", "-> 192.0.2.3:8080", "0 conns"}},
 	} {
 		out := run(false, c.args...)
 		for _, w := range c.want {
@@ -94,6 +103,8 @@ func TestBpftoolShowsFieldNames(t *testing.T) {
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.FlowsPin)}, `"peer_mac"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.CountersPin)}, `"packets"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.ConfigPin)}, `"steer_ifaces"`},
+		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcFrontendsPin)}, `"service"`},
+		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcCountersPin)}, `"no_backend"`},
 	} {
 		out, err := exec.Command("bpftool", c.args...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), c.want) {
