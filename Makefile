@@ -12,7 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(STEER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils-ping ethtool tcpdump
 # Generated files that are committed: bpf2go output and the trimmed kernel header.
-GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o
+GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/svc_bpfel.go pkg/datapath/svc_bpfel.o
 TEST_TIMEOUT ?= 20m
 
 .PHONY: deps apt kube-binaries cni-plugins multus tools generate check-generated build image lint unit test test-go soak demo demo-up demo-down bench clean

@@ -120,27 +120,16 @@ static __always_inline enum steer_reason learn(void *ctx, __u32 ifindex, __u32 s
 	return STEER_REASON_PASSED;
 }
 
-/* svc_reply rewrites a backend's reply to the frontend the pod's socket talks to; it returns
- * -1 when the packet is none. */
-static __always_inline int svc_reply(struct __sk_buff *skb)
-{
-	switch (eth_family(skb_data(skb), skb_data_end(skb))) {
-	case AF_INET:
-		return steer_svc_ingress4(skb);
-	case AF_INET6:
-		return steer_svc_ingress6(skb);
-	}
-	return -1;
-}
-
 SEC("tc")
 int steer_ingress(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb_field(skb, ifindex), clamp = 0;
+	/* A Service backend's reply goes to the proxy, which rewrites it for the pod's socket:
+	 * nothing to learn. */
 	if (svc_enabled()) {
-		int verdict = svc_reply(skb);
+		int verdict = steer_svc_divert(skb, 0);
 		if (verdict >= 0)
-			return verdict; /* for the pod's socket: nothing to learn */
+			return verdict;
 	}
 	__u32 slot = iface_slot(ifindex);
 	enum steer_reason r = learn(skb, ifindex, slot, &clamp, 0);
@@ -279,14 +268,12 @@ static __always_inline int egress_ip(struct __sk_buff *skb, __u32 cur, const __u
 			return steer_multicast(skb, cur);
 		goto pass;
 	}
+	/* To a Service's frontend: the proxy takes it. */
 	if (r == PARSE_TRACKED && svc_enabled()) {
-		int verdict = family == AF_INET ? steer_svc_egress4(skb) : steer_svc_egress6(skb);
-		if (verdict == SVC_REFUSE)
-			return steer_svc_refuse(skb, family);
+		int verdict = steer_svc_divert(skb, 1);
 		if (verdict >= 0)
 			return verdict;
-		/* Fresh packet pointers: the call may have changed the packet, to the verifier. */
-		data = skb_data(skb);
+		data = skb_data(skb); /* fresh packet pointers after the call, to the verifier */
 		data_end = skb_data_end(skb);
 	}
 

@@ -7,18 +7,22 @@
  * so that the socket sees the frontend. No conntrack module: the connection table below keeps
  * each connection on its backend for its life.
  *
- * The maps are written by the loader (pkg/datapath, Program):
+ * Two objects share the work. The pod's programs (steer.c) only tell a packet to a frontend, or
+ * from a backend, and tail-call the proxy's programs (service.c) with it; those do the rest. The
+ * proxy is loaded at a pod's first Service entry (pkg/datapath, Program), so a pod without any
+ * pays neither its verification at ADD nor more than an array read per packet.
+ *
+ * The maps are written by the loader:
  *  - steer_svc_frontends: frontend -> service id, backend count and generation, affinity;
+ *  - steer_svc_backend_addrs: the backends' addresses and ports, whose packets ingress diverts;
  *  - steer_svc_slots: (id, generation, index) -> backend id. A new backend set is written in the
  *    generation the frontend does not use, then the frontend is switched to it in one update, so
  *    a packet sees the old set or the new one, never a mix;
  *  - steer_svc_backends: backend id -> address, port, interface, SNAT address, next hop. Ids
  *    of backends that stay do not change, so their connections survive; a removed backend's id
  *    is deleted, and its connections are sent to another backend (TCP gets a reset from it).
- * The programs write the connection, reverse-NAT and affinity tables.
- *
- * All of it runs in global functions, verified once and called only when the pod has
- * frontends (steer_svc_state): a pod without any pays an array read per packet. */
+ * The proxy's programs write the connection, reverse-NAT and affinity tables. This header holds
+ * what both objects see: the layouts, and the maps the pod's programs use from ADD on. */
 #pragma once
 
 #include "common.h"
@@ -26,13 +30,11 @@
 #include "config.h"
 #include "layout.h"
 #include "parse.h"
-#include "rewrite.h"
-#include "refuse.h"
 
 #define STEER_SVC_FRONTENDS 256	 /* frontends of a pod, and rows of its service counters */
 #define STEER_SVC_BACKENDS 4096	 /* distinct backends of a pod */
 #define STEER_SVC_SLOTS 16384	 /* backend slots over all frontends and both generations */
-#define STEER_SVC_CONNS 16384	 /* connections through frontends (the loader may resize) */
+#define STEER_SVC_CONNS 4096	 /* connections through frontends (LRU: preallocated) */
 #define STEER_SVC_AFFINITIES 4096 /* sessionAffinity ClientIP entries */
 
 #define BPF_F_NO_PREALLOC (1U << 0)
@@ -137,49 +139,29 @@ struct {
 	__type(value, struct svc_frontend);
 } steer_svc_frontends SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, STEER_SVC_SLOTS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct svc_slot_key);
-	__type(value, __u32);
-} steer_svc_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STEER_SVC_BACKENDS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct svc_backend);
-} steer_svc_backends SEC(".maps");
+	__type(key, struct svc_key); /* a backend's address, port and protocol */
+	__type(value, __u32);	     /* unused */
+} steer_svc_backend_addrs SEC(".maps");
+
+/* The proxy's programs, tail-called: egress with a packet to a frontend, ingress with one from a
+ * backend. Empty until the proxy is loaded: the tail call falls through. */
+enum steer_svc_prog {
+	STEER_SVC_PROG_EGRESS = 0,
+	STEER_SVC_PROG_INGRESS = 1,
+	STEER_SVC_PROGS = 2,
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, STEER_SVC_CONNS);
-	__type(key, struct svc_conn_key);
-	__type(value, struct svc_conn);
-} steer_svc_conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, STEER_SVC_CONNS);
-	__type(key, struct svc_conn_key); /* the reply's view, see struct svc_rev */
-	__type(value, struct svc_rev);
-} steer_svc_revnat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, STEER_SVC_AFFINITIES);
-	__type(key, struct svc_affinity_key);
-	__type(value, struct svc_affinity);
-} steer_svc_affinity SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STEER_SVC_FRONTENDS);
-	__type(key, __u32);
-	__type(value, struct steer_svc_counter);
-} steer_svc_counters SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, STEER_SVC_PROGS);
+	__type(key, enum steer_svc_prog); /* in BTF, for bpf2go */
+	__type(value, __u32);
+} steer_svc_progs SEC(".maps");
 
 /* svc_enabled tells whether the pod has frontends: an array lookup the verifier inlines. */
 static __always_inline int svc_enabled(void)
@@ -190,204 +172,73 @@ static __always_inline int svc_enabled(void)
 	return s && s->frontends;
 }
 
-static __always_inline struct steer_svc_counter *svc_counter(__u32 id)
+/* svc_key_of fills k with the protocol, address and port of the packet of family at the start of
+ * skb: its destination (dst set) or its source. Through bpf_skb_load_bytes: no packet bounds
+ * for the verifier to split the caller's paths on. It returns -1 for a packet that is not TCP or
+ * UDP (or IPv6 with extension headers, or a fragment). */
+static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, int dst, const __u8 family)
 {
-	return bpf_map_lookup_elem(&steer_svc_counters, &id);
-}
+	__u32 l4_off;
+	__u8 proto;
 
-#define IPV4_DADDR_OFF 16
-#define IPV6_DADDR_OFF 24
-
-/* svc_set_addr rewrites the source (dst 0) or destination (dst 1) address of p to a, fixing
- * the IPv4 header and L4 checksums. */
-static __always_inline int svc_set_addr(struct __sk_buff *skb, const struct pkt *p, int dst, const union steer_addr *old,
-					const union steer_addr *a, const __u8 family)
-{
-	__u64 flags;
-	int csum_off = l4_csum_off(p, &flags);
-
-	if (addr_eq(old, a, family))
-		return 0;
+	k->family = family;
 	if (family == AF_INET) {
-		if (bpf_l3_csum_replace(skb, ETH_HLEN + IPV4_CSUM_OFF, old->v4, a->v4, 4))
+		struct ip4_hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(0x3fff)))
 			return -1;
-		if (csum_off >= 0 && bpf_l4_csum_replace(skb, csum_off, old->v4, a->v4, flags | 4))
+		proto = ip.protocol;
+		k->addr.v4 = dst ? ip.daddr : ip.saddr;
+		l4_off = ETH_HLEN + (ip.ver_ihl & 0xf) * 4;
+	} else {
+		struct ip6_hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
 			return -1;
-		return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? IPV4_DADDR_OFF : IPV4_SADDR_OFF), &a->v4, 4, 0);
+		proto = ip.nexthdr;
+		__builtin_memcpy(k->addr.v6, dst ? ip.daddr : ip.saddr, 16);
+		l4_off = ETH_HLEN + sizeof(ip);
 	}
-	__s64 diff = bpf_csum_diff((__be32 *)old->v6, 16, (__be32 *)a->v6, 16, 0);
-	if (diff < 0)
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return -1;
-	if (csum_off >= 0 && bpf_l4_csum_replace(skb, csum_off, 0, diff, flags))
+	__be16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4_off & 0xff, ports, sizeof(ports)))
 		return -1;
-	return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? IPV6_DADDR_OFF : IPV6_SADDR_OFF), a->v6, 16, 0);
+	k->proto = proto;
+	k->port = ports[dst ? 1 : 0];
+	return 0;
 }
 
-/* svc_set_port rewrites the source (dst 0) or destination (dst 1) port of p. */
-static __always_inline int svc_set_port(struct __sk_buff *skb, const struct pkt *p, int dst, __be16 old, __be16 port)
+/* svc_divert hands a packet of family to the proxy's program prog when its destination (dst) is a
+ * frontend, or its source a backend; it returns only when it did not, with a negative value. */
+static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog, const __u8 family)
 {
-	__u64 flags;
-	int csum_off = l4_csum_off(p, &flags);
+	struct svc_key k = {};
 
-	if (old == port)
-		return 0;
-	if (csum_off >= 0 && bpf_l4_csum_replace(skb, csum_off, old, port, (flags & ~BPF_F_PSEUDO_HDR) | 2))
+	if (svc_key_of(skb, &k, dst, family))
 		return -1;
-	return bpf_skb_store_bytes(skb, p->l4_off + (dst ? 2 : 0), &port, 2, 0);
+	if (!bpf_map_lookup_elem(dst ? (void *)&steer_svc_frontends : (void *)&steer_svc_backend_addrs, &k))
+		return -1;
+	bpf_tail_call(skb, &steer_svc_progs, prog);
+	return -1; /* the proxy is not loaded */
 }
 
-static __always_inline int svc_is_l4(const struct pkt *p)
+/* steer_svc_divert hands a packet to the proxy when it goes to a frontend (dst set) or comes
+ * from a backend. A global function: verified once, and the caller's paths with and without it
+ * merge again after the call. A tail call from a function replaces the function: the caller gets
+ * the proxy program's verdict (>= 0) as its return value, or -1 when the packet is not the
+ * proxy's (or the proxy is not loaded). */
+__subprog int steer_svc_divert(struct __sk_buff *skb, __u32 dst)
 {
-	return is_proto(p, IPPROTO_TCP) || is_proto(p, IPPROTO_UDP);
-}
+	__u32 prog = dst ? STEER_SVC_PROG_EGRESS : STEER_SVC_PROG_INGRESS;
 
-/* svc_pick chooses the backend of a new connection of frontend fe: the client's affinity while
- * it lasts, or a random one of the current generation. It returns 0 when there is none. */
-static __always_inline __u32 svc_pick(const struct svc_frontend *fe, const struct pkt *p, const __u8 family)
-{
-	struct svc_affinity_key ak = {.id = fe->id, .family = family, .client = p->saddr};
-	__u64 now = 0, timeout = (__u64)fe->affinity * 1000000000ULL;
-	__u32 count = fe->count, id = fe->id, gen = fe->gen;
-
-	if (!count)
-		return 0;
-	if (timeout) {
-		now = bpf_ktime_get_ns();
-		struct svc_affinity *a = bpf_map_lookup_elem(&steer_svc_affinity, &ak);
-		if (a && now - a->last_ns < timeout) {
-			__u32 b = a->backend;
-			if (bpf_map_lookup_elem(&steer_svc_backends, &b)) {
-				a->last_ns = now;
-				return b;
-			}
-		}
+	switch (eth_family(skb_data(skb), skb_data_end(skb))) {
+	case AF_INET:
+		svc_divert(skb, dst, prog, AF_INET);
+		break;
+	case AF_INET6:
+		svc_divert(skb, dst, prog, AF_INET6);
+		break;
 	}
-	struct svc_slot_key sk = {.id = id, .gen = gen, .index = bpf_get_prandom_u32() % count};
-	__u32 *b = bpf_map_lookup_elem(&steer_svc_slots, &sk);
-	if (!b)
-		return 0;
-	__u32 backend = *b;
-	if (timeout) {
-		struct svc_affinity na = {.last_ns = now, .backend = backend};
-		bpf_map_update_elem(&steer_svc_affinity, &ak, &na, BPF_ANY);
-	}
-	return backend;
-}
-
-/* What svc_egress returns for a packet to refuse (steer_svc_refuse): no TC verdict. */
-#define SVC_REFUSE 0x100
-
-/* svc_egress proxies a packet of family to a frontend: -1 when it is not to one, SVC_REFUSE when
- * the frontend has no backend, a verdict otherwise. */
-static __always_inline int svc_egress(struct __sk_buff *skb, const __u8 family)
-{
-	void *data = skb_data(skb), *data_end = skb_data_end(skb);
-	struct pkt p = {};
-
-	if (parse_ip(data, data_end, &p, family) != PARSE_TRACKED || !svc_is_l4(&p))
-		return -1;
-	struct svc_key fk = {.family = family, .proto = p.proto, .port = p.dport, .addr = p.daddr};
-	struct svc_frontend *fe = bpf_map_lookup_elem(&steer_svc_frontends, &fk);
-	if (!fe)
-		return -1;
-	__u32 id = fe->id;
-	struct steer_svc_counter *c = svc_counter(id);
-	if (c) {
-		c->packets++;
-		c->bytes += skb_field(skb, len);
-	}
-
-	struct svc_conn_key ck = {.family = family, .proto = p.proto, .sport = p.sport, .dport = p.dport,
-				  .saddr = p.saddr, .daddr = p.daddr};
-	struct svc_conn *conn = bpf_map_lookup_elem(&steer_svc_conns, &ck);
-	struct svc_backend *be = NULL;
-	__u32 bid = 0;
-	if (conn && conn->frontend == id) {
-		bid = conn->backend;
-		be = bpf_map_lookup_elem(&steer_svc_backends, &bid);
-	}
-	if (!be) {
-		bid = svc_pick(fe, &p, family);
-		if (bid)
-			be = bpf_map_lookup_elem(&steer_svc_backends, &bid);
-		if (!be) {
-			if (c)
-				c->no_backend++;
-			return SVC_REFUSE; /* by the caller: a call from here would overflow the stack */
-		}
-		struct svc_conn nc = {.backend = bid, .frontend = id};
-		bpf_map_update_elem(&steer_svc_conns, &ck, &nc, BPF_ANY);
-		struct svc_conn_key rk = {.family = family, .proto = p.proto, .sport = be->port, .dport = p.sport,
-					  .saddr = be->addr, .daddr = be->saddr};
-		struct svc_rev rv = {.client = p.saddr, .frontend = p.daddr, .port = p.dport, .id = id};
-		bpf_map_update_elem(&steer_svc_revnat, &rk, &rv, BPF_ANY);
-		if (c)
-			c->conns++;
-	}
-
-	union steer_addr daddr = be->addr, saddr = be->saddr, nh = be->nexthop;
-	__be16 port = be->port;
-	__u32 ifindex = be->ifindex, nh_family = be->nh_family;
-	if (svc_set_addr(skb, &p, 1, &p.daddr, &daddr, family) || svc_set_port(skb, &p, 1, p.dport, port) ||
-	    svc_set_addr(skb, &p, 0, &p.saddr, &saddr, family))
-		return TC_ACT_SHOT;
-
-	/* The target's egress program passes it on the mark alone. */
-	skb_field(skb, mark) |= steer_loop_mark;
-	if (!nh_family)
-		return bpf_redirect_neigh(ifindex, 0, 0, 0);
-	struct redir_neigh rn = {.nh_family = nh_family};
-	if (family == AF_INET)
-		rn.nh.v4 = nh.v4;
-	else
-		__builtin_memcpy(rn.nh.v6, nh.v6, 16);
-	return bpf_redirect_neigh(ifindex, (void *)&rn, sizeof(rn), 0);
-}
-
-/* svc_ingress rewrites a backend's reply of family back to the frontend: -1 when it is none. */
-static __always_inline int svc_ingress(struct __sk_buff *skb, const __u8 family)
-{
-	void *data = skb_data(skb), *data_end = skb_data_end(skb);
-	struct pkt p = {};
-
-	if (parse_ip(data, data_end, &p, family) != PARSE_TRACKED || !svc_is_l4(&p))
-		return -1;
-	struct svc_conn_key rk = {.family = family, .proto = p.proto, .sport = p.sport, .dport = p.dport,
-				  .saddr = p.saddr, .daddr = p.daddr};
-	struct svc_rev *rv = bpf_map_lookup_elem(&steer_svc_revnat, &rk);
-	if (!rv)
-		return -1;
-	union steer_addr client = rv->client, frontend = rv->frontend;
-	__be16 port = rv->port;
-	struct steer_svc_counter *c = svc_counter(rv->id);
-	if (c) {
-		c->packets++;
-		c->bytes += skb_field(skb, len);
-	}
-	if (svc_set_addr(skb, &p, 0, &p.saddr, &frontend, family) || svc_set_port(skb, &p, 0, p.sport, port) ||
-	    svc_set_addr(skb, &p, 1, &p.daddr, &client, family))
-		return TC_ACT_SHOT;
-	return TC_ACT_OK;
-}
-
-/* Global functions: verified once, whatever the caller's state, and called only in pods with
- * frontends. The family is in the name: a constant inside, each family's path verified apart. */
-__subprog int steer_svc_egress4(struct __sk_buff *skb)
-{
-	return svc_egress(skb, AF_INET);
-}
-
-__subprog int steer_svc_egress6(struct __sk_buff *skb)
-{
-	return svc_egress(skb, AF_INET6);
-}
-
-__subprog int steer_svc_ingress4(struct __sk_buff *skb)
-{
-	return svc_ingress(skb, AF_INET);
-}
-
-__subprog int steer_svc_ingress6(struct __sk_buff *skb)
-{
-	return svc_ingress(skb, AF_INET6);
+	/* Through unlinked: the compiler would otherwise fold this constant into the callers and
+	 * drop their test of the proxy's verdict, which it cannot see come back. */
+	return (int)unlinked((__u32)-1);
 }

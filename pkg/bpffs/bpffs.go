@@ -30,16 +30,19 @@ const (
 	ConfigPin   = "config"
 )
 
-// Pin names of the Service proxy's maps, there from ADD on.
+// Pin names of the Service proxy's maps: the first four there from ADD on (the pod's programs
+// use them), the others from the pod's first Service entry, when the proxy is loaded.
 const (
-	SvcStatePin     = "svc-state"     // whether the pod has frontends
-	SvcFrontendsPin = "svc-frontends" // frontend -> service id, backend count, affinity
-	SvcSlotsPin     = "svc-slots"     // (service id, generation, index) -> backend id
-	SvcBackendsPin  = "svc-backends"  // backend id -> address, port, interface, next hop
-	SvcConnsPin     = "svc-conns"     // connection -> backend
-	SvcRevNATPin    = "svc-revnat"    // a backend's reply -> the frontend and the pod's address
-	SvcAffinityPin  = "svc-affinity"  // (service id, client) -> backend, for sessionAffinity
-	SvcCountersPin  = "svc-counters"  // per-CPU counters per service id
+	SvcStatePin        = "svc-state"         // whether the pod has frontends
+	SvcFrontendsPin    = "svc-frontends"     // frontend -> service id, backend count, affinity
+	SvcBackendAddrsPin = "svc-backend-addrs" // the backends' addresses, whose replies are diverted
+	SvcProgsPin        = "svc-progs"         // the proxy's programs, tail-called
+	SvcSlotsPin        = "svc-slots"         // (service id, generation, index) -> backend id
+	SvcBackendsPin     = "svc-backends"      // backend id -> address, port, interface, next hop
+	SvcConnsPin        = "svc-conns"         // connection -> backend
+	SvcRevNATPin       = "svc-revnat"        // a backend's reply -> the frontend and the pod's address
+	SvcAffinityPin     = "svc-affinity"      // (service id, client) -> backend, for sessionAffinity
+	SvcCountersPin     = "svc-counters"      // per-CPU counters per service id
 )
 
 // ValidContainerID reports why id cannot name a pin directory, or nil. The alphabet is the CNI

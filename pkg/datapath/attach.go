@@ -80,15 +80,11 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 		bpffs.FlowsPin:    objs.SteerFlows,
 		bpffs.CountersPin: objs.SteerCounters,
 		bpffs.ConfigPin:   objs.Config,
-		// The Service proxy's, so that Program can fill them at any time.
-		bpffs.SvcStatePin:     objs.SteerSvcState,
-		bpffs.SvcFrontendsPin: objs.SteerSvcFrontends,
-		bpffs.SvcSlotsPin:     objs.SteerSvcSlots,
-		bpffs.SvcBackendsPin:  objs.SteerSvcBackends,
-		bpffs.SvcConnsPin:     objs.SteerSvcConns,
-		bpffs.SvcRevNATPin:    objs.SteerSvcRevnat,
-		bpffs.SvcAffinityPin:  objs.SteerSvcAffinity,
-		bpffs.SvcCountersPin:  objs.SteerSvcCounters,
+		// The Service maps the programs use, so that Program can fill them at any time.
+		bpffs.SvcStatePin:        objs.SteerSvcState,
+		bpffs.SvcFrontendsPin:    objs.SteerSvcFrontends,
+		bpffs.SvcBackendAddrsPin: objs.SteerSvcBackendAddrs,
+		bpffs.SvcProgsPin:        objs.SteerSvcProgs,
 	} {
 		if err := m.Pin(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)

@@ -9,8 +9,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/steernet/steer/internal/testutil/packet"
 	"github.com/steernet/steer/pkg/service"
@@ -37,23 +41,55 @@ func svcEntry(fe netip.Addr, port uint16, proto service.Protocol, backends ...ne
 
 // svcSetup is the pod of prSetup with subnets on its secondaries.
 func svcSetup(t *testing.T) *prEnv {
-	return prSetup(t, func(c *Config) {
+	e := prSetup(t, func(c *Config) {
 		for i := range c.Interfaces {
 			c.Interfaces[i].Bits4, c.Interfaces[i].Bits6 = 16, 64
 		}
 	})
+	e.svcMaps() // the proxy lives as long as the test, not one of its subtests
+	return e
+}
+
+// svcProxies are the proxies loaded for the test collections, as Program loads a pod's.
+var (
+	svcProxiesMu sync.Mutex
+	svcProxies   = map[*Objects]*serviceMaps{}
+)
+
+// svcMaps returns the Service maps of the test's collection, its proxy loaded.
+func (e *prEnv) svcMaps() *serviceMaps {
+	e.t.Helper()
+	svcProxiesMu.Lock()
+	defer svcProxiesMu.Unlock()
+	if m, ok := svcProxies[e.objs]; ok {
+		return m
+	}
+	m := sharedServiceMaps(e.objs)
+	if _, err := loadProxy(m, 0); err != nil {
+		e.t.Fatal(err)
+	}
+	svcProxies[e.objs] = m
+	e.t.Cleanup(func() {
+		svcProxiesMu.Lock()
+		defer svcProxiesMu.Unlock()
+		delete(svcProxies, e.objs)
+		for _, p := range []*ebpf.Map{m.slots, m.backends, m.conns, m.revnat, m.affinity, m.counters} {
+			p.Close()
+		}
+	})
+	return m
 }
 
 func (e *prEnv) program(entries ...service.Entry) {
 	e.t.Helper()
-	if err := programServices(svcMapsOf(e.objs), e.cfg.Interfaces, entries); err != nil {
+	if err := programServices(e.svcMaps(), e.cfg.Interfaces, entries); err != nil {
 		e.t.Fatalf("program: %v", err)
 	}
 }
 
 func (e *prEnv) services() map[string]ServiceFrontend {
 	e.t.Helper()
-	fes, err := readServiceMaps(svcMapsOf(e.objs), e.cfg.Interfaces)
+	fes, err := readServiceMaps(e.svcMaps(), e.cfg.Interfaces)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -343,16 +379,53 @@ func TestServiceEntriesRefused(t *testing.T) {
 		"port 0":            svcEntry(svcFrontend4, 0, service.TCP),
 		"SCTP":              svcEntry(svcFrontend4, 80, 132),
 	} {
-		if err := programServices(svcMapsOf(e.objs), e.cfg.Interfaces, []service.Entry{bad}); err == nil {
+		if err := programServices(e.svcMaps(), e.cfg.Interfaces, []service.Entry{bad}); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	if err := programServices(svcMapsOf(e.objs), e.cfg.Interfaces, []service.Entry{good, good}); err == nil {
+	if err := programServices(e.svcMaps(), e.cfg.Interfaces, []service.Entry{good, good}); err == nil {
 		t.Error("a frontend given twice: accepted")
 	}
 	if st := e.services(); len(st) != 1 || len(st["192.0.2.80:80/TCP"].Backends) != 2 {
 		t.Errorf("maps changed by refused entries: %+v", st)
+	}
+}
+
+// svcProxyBudget is, per program of the Service proxy, the most instructions the verifier may
+// process: the figure measured (clang 14, Linux 6.18) plus 25%. It does not depend on the pod's
+// configuration, and is paid at a pod's first Service entry only.
+var svcProxyBudget = map[string]int{
+	svcProgSteerSvcEgress:  6890, // measured 5514
+	svcProgSteerSvcIngress: 1570, // measured 1254
+}
+
+// TestServiceProxyVerifierCost loads the proxy with verifier statistics.
+func TestServiceProxyVerifierCost(t *testing.T) {
+	prSkipUnlessRoot(t)
+	parsed, err := parsedSvcSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := parsed.Copy()
+	if err := foldVariables(spec); err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}})
+	if err != nil {
+		t.Fatalf("load the proxy: %+v", err)
+	}
+	defer coll.Close()
+	for name, p := range coll.Programs {
+		m := processedRE.FindStringSubmatch(p.VerifierLog)
+		if m == nil {
+			t.Fatalf("%s: no statistics in the verifier log", name)
+		}
+		n, _ := strconv.Atoi(m[1])
+		t.Logf("%s: processed %d insns", name, n)
+		if budget, ok := svcProxyBudget[name]; !ok || n > budget {
+			t.Errorf("%s: the verifier processed %d instructions, over its budget of %d", name, n, budget)
+		}
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,45 +31,73 @@ type Services struct {
 
 var _ service.Programmer = Services{}
 
-// svcMaps are one pod's Service maps.
-type svcMaps struct {
-	state, frontends, slots, backends, conns, revnat, affinity, counters *ebpf.Map
+// programMu serialises Program: loading a pod's proxy creates and pins its maps once.
+var programMu sync.Mutex
+
+// serviceMaps are one pod's Service maps: the four its programs use from ADD on, and the
+// proxy's own, created with the proxy at the pod's first Program.
+type serviceMaps struct {
+	state, frontends, backendAddrs, progs              *ebpf.Map
+	slots, backends, conns, revnat, affinity, counters *ebpf.Map
 }
 
-func (m *svcMaps) each() []**ebpf.Map {
-	return []**ebpf.Map{&m.state, &m.frontends, &m.slots, &m.backends, &m.conns, &m.revnat, &m.affinity, &m.counters}
+// svcMapTable names each map in the objects and its pin.
+var svcMapTable = []struct {
+	name, pin string
+	shared    bool // there from ADD on
+	field     func(*serviceMaps) **ebpf.Map
+}{
+	{svcMapSteerSvcState, bpffs.SvcStatePin, true, func(m *serviceMaps) **ebpf.Map { return &m.state }},
+	{svcMapSteerSvcFrontends, bpffs.SvcFrontendsPin, true, func(m *serviceMaps) **ebpf.Map { return &m.frontends }},
+	{svcMapSteerSvcBackendAddrs, bpffs.SvcBackendAddrsPin, true, func(m *serviceMaps) **ebpf.Map { return &m.backendAddrs }},
+	{svcMapSteerSvcProgs, bpffs.SvcProgsPin, true, func(m *serviceMaps) **ebpf.Map { return &m.progs }},
+	{svcMapSteerSvcSlots, bpffs.SvcSlotsPin, false, func(m *serviceMaps) **ebpf.Map { return &m.slots }},
+	{svcMapSteerSvcBackends, bpffs.SvcBackendsPin, false, func(m *serviceMaps) **ebpf.Map { return &m.backends }},
+	{svcMapSteerSvcConns, bpffs.SvcConnsPin, false, func(m *serviceMaps) **ebpf.Map { return &m.conns }},
+	{svcMapSteerSvcRevnat, bpffs.SvcRevNATPin, false, func(m *serviceMaps) **ebpf.Map { return &m.revnat }},
+	{svcMapSteerSvcAffinity, bpffs.SvcAffinityPin, false, func(m *serviceMaps) **ebpf.Map { return &m.affinity }},
+	{svcMapSteerSvcCounters, bpffs.SvcCountersPin, false, func(m *serviceMaps) **ebpf.Map { return &m.counters }},
 }
 
-var svcPins = []string{
-	bpffs.SvcStatePin, bpffs.SvcFrontendsPin, bpffs.SvcSlotsPin, bpffs.SvcBackendsPin,
-	bpffs.SvcConnsPin, bpffs.SvcRevNATPin, bpffs.SvcAffinityPin, bpffs.SvcCountersPin,
-}
-
-func (m *svcMaps) Close() {
-	for _, p := range m.each() {
-		if *p != nil {
+func (m *serviceMaps) Close() {
+	for _, e := range svcMapTable {
+		if p := e.field(m); *p != nil {
 			(*p).Close()
+			*p = nil
 		}
 	}
 }
 
-// svcMapsOf are the Service maps of a loaded collection (the caller keeps it open).
-func svcMapsOf(o *Objects) *svcMaps {
-	return &svcMaps{o.SteerSvcState, o.SteerSvcFrontends, o.SteerSvcSlots, o.SteerSvcBackends,
-		o.SteerSvcConns, o.SteerSvcRevnat, o.SteerSvcAffinity, o.SteerSvcCounters}
+// proxyLoaded tells whether the proxy's maps are there (it is loaded with them).
+func (m *serviceMaps) proxyLoaded() bool {
+	for _, e := range svcMapTable {
+		if !e.shared && *e.field(m) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// sharedServiceMaps are the Service maps of a loaded collection (the caller keeps it open).
+func sharedServiceMaps(o *Objects) *serviceMaps {
+	return &serviceMaps{state: o.SteerSvcState, frontends: o.SteerSvcFrontends, backendAddrs: o.SteerSvcBackendAddrs, progs: o.SteerSvcProgs}
 }
 
 // ErrNoServiceMaps is returned for a pod attached without the Service maps (by an earlier
-// version of Steer, or without steering): it cannot proxy Services until it is attached again.
+// version of Steer): it cannot proxy Services until it is attached again.
 var ErrNoServiceMaps = errors.New("no Service maps pinned")
 
-// openSvcMaps opens a container's pinned Service maps.
-func openSvcMaps(dir string, readOnly bool) (*svcMaps, error) {
-	m := &svcMaps{}
-	for i, p := range m.each() {
-		path := filepath.Join(dir, svcPins[i])
+// openServiceMaps opens a container's pinned Service maps: the shared ones must be there, the
+// proxy's are when it was loaded.
+func openServiceMaps(dir string, readOnly bool) (*serviceMaps, error) {
+	m := &serviceMaps{}
+	for _, e := range svcMapTable {
+		path := filepath.Join(dir, e.pin)
 		mp, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: readOnly})
-		if errors.Is(err, syscall.ENOENT) {
+		if errors.Is(err, os.ErrNotExist) {
+			if !e.shared {
+				continue
+			}
 			m.Close()
 			return nil, fmt.Errorf("%s: %w", dir, ErrNoServiceMaps)
 		}
@@ -75,9 +105,107 @@ func openSvcMaps(dir string, readOnly bool) (*svcMaps, error) {
 			m.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
-		*p = mp
+		*e.field(m) = mp
 	}
 	return m, nil
+}
+
+// readLoopMark reads the loop mark a pod's programs were loaded with from its config pin: the
+// proxy marks what it redirects with the same bit.
+func readLoopMark(path string) (uint32, error) {
+	spec, err := parsedSpec()
+	if err != nil {
+		return 0, err
+	}
+	vs, ok := spec.Variables[steerVarSteerLoopMark]
+	if !ok {
+		return 0, fmt.Errorf("steer object has no variable %s", steerVarSteerLoopMark)
+	}
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("open config: %w", err)
+	}
+	defer m.Close()
+	raw := make([]byte, m.ValueSize())
+	if err := m.Lookup(uint32(0), &raw); err != nil {
+		return 0, fmt.Errorf("read config: %w", err)
+	}
+	if int(vs.Offset)+4 > len(raw) {
+		return 0, fmt.Errorf("config of %d bytes has no loop mark at offset %d", len(raw), vs.Offset)
+	}
+	return binary.NativeEndian.Uint32(raw[vs.Offset:]), nil
+}
+
+// parsedSvcSpec parses the proxy's object once per process.
+var parsedSvcSpec = sync.OnceValues(loadSvc)
+
+// loadProxy loads the proxy's programs over m's maps, creating the proxy's maps m lacks, and
+// puts the programs in the pod's tail-call array. loopMark is the pod's (0: the default). It
+// returns the names of the maps it created.
+func loadProxy(m *serviceMaps, loopMark uint32) ([]string, error) {
+	parsed, err := parsedSvcSpec()
+	if err != nil {
+		return nil, err
+	}
+	spec := parsed.Copy()
+	if loopMark != 0 {
+		if err := spec.Variables[steerVarSteerLoopMark].Set(loopMark); err != nil {
+			return nil, fmt.Errorf("set loop mark: %w", err)
+		}
+	}
+	if err := foldVariables(spec); err != nil {
+		return nil, err
+	}
+	opts := ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
+	for _, e := range svcMapTable {
+		if p := e.field(m); *p != nil {
+			opts.MapReplacements[e.name] = *p
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load the Service proxy: %+v", verr)
+		}
+		return nil, fmt.Errorf("load the Service proxy: %w", err)
+	}
+	defer coll.Close()
+	var created []string
+	for _, e := range svcMapTable {
+		if p := e.field(m); *p == nil {
+			*p = coll.DetachMap(e.name)
+			created = append(created, e.name)
+		}
+	}
+	for key, name := range map[uint32]string{
+		uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS):  svcProgSteerSvcEgress,
+		uint32(svcSteerSvcProgSTEER_SVC_PROG_INGRESS): svcProgSteerSvcIngress,
+	} {
+		if err := m.progs.Update(key, coll.Programs[name], ebpf.UpdateAny); err != nil {
+			return created, fmt.Errorf("install %s: %w", name, err)
+		}
+	}
+	return created, nil
+}
+
+// ensureProxy loads the proxy of the pod pinned in dir unless its programs are in place,
+// pinning the maps it creates.
+func ensureProxy(m *serviceMaps, dir string, loopMark uint32) error {
+	var prog *ebpf.Program
+	if m.proxyLoaded() && m.progs.Lookup(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), &prog) == nil {
+		prog.Close()
+		return nil
+	}
+	created, err := loadProxy(m, loopMark)
+	for _, e := range svcMapTable {
+		if slices.Contains(created, e.name) {
+			if perr := (*e.field(m)).Pin(filepath.Join(dir, e.pin)); perr != nil {
+				err = errors.Join(err, fmt.Errorf("pin %s: %w", e.pin, perr))
+			}
+		}
+	}
+	return err
 }
 
 // Program installs a pod's complete set of Service entries in its pinned maps, replacing what
@@ -91,17 +219,28 @@ func (s Services) Program(containerID string, entries []service.Entry) error {
 	if err != nil {
 		return err
 	}
+	programMu.Lock() // one writer of a pod's maps and pins at a time
+	defer programMu.Unlock()
 	cfg, err := readConfig(filepath.Join(dir, bpffs.ConfigPin))
 	if err != nil {
 		return fmt.Errorf("container %s: %w", containerID, err)
 	}
-	m, err := openSvcMaps(dir, false)
+	m, err := openServiceMaps(dir, false)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", containerID, err)
 	}
 	defer m.Close()
 	if err := checkReverseHooks(dir, entries); err != nil {
 		return fmt.Errorf("container %s: %w", containerID, err)
+	}
+	if len(entries) > 0 || m.proxyLoaded() {
+		mark, err := readLoopMark(filepath.Join(dir, bpffs.ConfigPin))
+		if err != nil {
+			return fmt.Errorf("container %s: %w", containerID, err)
+		}
+		if err := ensureProxy(m, dir, mark); err != nil {
+			return fmt.Errorf("container %s: %w", containerID, err)
+		}
 	}
 	if err := programServices(m, cfg.Interfaces, entries); err != nil {
 		return fmt.Errorf("container %s: %w", containerID, err)
@@ -136,7 +275,7 @@ type backendIdentity struct {
 // new backend set in the generation it does not use, then the frontend switched to it in one
 // update; frontends and backends that left are deleted last, with the connections and
 // affinities that pointed at a backend their frontend no longer has.
-func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) error {
+func programServices(m *serviceMaps, itfs []Interface, entries []service.Entry) error {
 	byName := map[string]Interface{}
 	for _, itf := range itfs {
 		byName[itf.Name] = itf
@@ -147,13 +286,13 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 	}
 
 	// What the maps hold.
-	oldFront := map[steerSvcKey]steerSvcFrontend{}
-	if err := iterate(m.frontends, func(k steerSvcKey, v steerSvcFrontend) { oldFront[k] = v }); err != nil {
+	oldFront := map[svcSvcKey]svcSvcFrontend{}
+	if err := iterate(m.frontends, func(k svcSvcKey, v svcSvcFrontend) { oldFront[k] = v }); err != nil {
 		return fmt.Errorf("read frontends: %w", err)
 	}
-	oldBack := map[uint32]steerSvcBackend{}
+	oldBack := map[uint32]svcSvcBackend{}
 	ids := map[backendIdentity]uint32{}
-	if err := iterate(m.backends, func(k uint32, v steerSvcBackend) {
+	if err := iterate(m.backends, func(k uint32, v svcSvcBackend) {
 		oldBack[k] = v
 		ids[identityOf(v)] = k
 	}); err != nil {
@@ -189,6 +328,25 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 		}
 	}
 
+	// The backends' addresses, whose packets the pod's ingress diverts to the proxy: before any
+	// frontend sends a connection there.
+	oldAddrs := map[svcSvcKey]bool{}
+	if err := iterate(m.backendAddrs, func(k svcSvcKey, _ uint32) { oldAddrs[k] = true }); err != nil {
+		return fmt.Errorf("read backend addresses: %w", err)
+	}
+	liveAddrs := map[svcSvcKey]bool{}
+	for _, w := range want {
+		for _, b := range w.backends {
+			k := svcSvcKey{Family: b.Family, Proto: w.key.Proto, Port: b.Port, Addr: b.Addr}
+			liveAddrs[k] = true
+			if !oldAddrs[k] {
+				if err := m.backendAddrs.Update(k, uint32(0), ebpf.UpdateAny); err != nil {
+					return fmt.Errorf("write backend address: %w", err)
+				}
+			}
+		}
+	}
+
 	// Frontends: ids kept, new ones the lowest free, their counters zeroed.
 	usedIDs := map[uint32]bool{}
 	for k, v := range oldFront {
@@ -197,7 +355,7 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 		}
 	}
 	nextID := uint32(0)
-	zero := make([]steerSteerSvcCounter, ebpf.MustPossibleCPU())
+	zero := make([]svcSteerSvcCounter, ebpf.MustPossibleCPU())
 	for i := range want {
 		w := &want[i]
 		old, existed := oldFront[w.key]
@@ -217,7 +375,7 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 			}
 		}
 		for j, id := range w.backendIDs {
-			k := steerSvcSlotKey{Id: w.value.Id, Gen: uint16(w.value.Gen), Index: uint16(j)}
+			k := svcSvcSlotKey{Id: w.value.Id, Gen: uint16(w.value.Gen), Index: uint16(j)}
 			if err := m.slots.Update(k, id, ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("write backend slot: %w", err)
 			}
@@ -226,7 +384,7 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 			return fmt.Errorf("write frontend %s: %w", w.entry.Frontend.Addr, err)
 		}
 	}
-	state := steerSteerSvcState{Frontends: uint32(len(want))}
+	state := svcSteerSvcState{Frontends: uint32(len(want))}
 	if err := m.state.Update(uint32(0), state, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write Service state: %w", err)
 	}
@@ -242,7 +400,7 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 	// Slots: each live frontend keeps its current generation, and the previous one up to its
 	// count for packets that read the frontend before the switch (rewritten next time).
 	members := map[uint32]map[uint32]bool{} // frontend id -> backend ids
-	current := map[uint32]steerSvcFrontend{}
+	current := map[uint32]svcSvcFrontend{}
 	for _, w := range want {
 		current[w.value.Id] = w.value
 		members[w.value.Id] = map[uint32]bool{}
@@ -250,8 +408,8 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 			members[w.value.Id][id] = true
 		}
 	}
-	var staleSlots []steerSvcSlotKey
-	if err := iterate(m.slots, func(k steerSvcSlotKey, _ uint32) {
+	var staleSlots []svcSvcSlotKey
+	if err := iterate(m.slots, func(k svcSvcSlotKey, _ uint32) {
 		fe, ok := current[k.Id]
 		if !ok || k.Gen == uint16(fe.Gen) && k.Index >= fe.Count {
 			staleSlots = append(staleSlots, k)
@@ -262,6 +420,13 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 	for _, k := range staleSlots {
 		if err := m.slots.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete slot: %w", err)
+		}
+	}
+	for k := range oldAddrs {
+		if !liveAddrs[k] {
+			if err := m.backendAddrs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete backend address: %w", err)
+			}
 		}
 	}
 	for id := range oldBack {
@@ -276,9 +441,9 @@ func programServices(m *svcMaps, itfs []Interface, entries []service.Entry) erro
 
 // purgeStale deletes the connections and affinities whose frontend is gone or no longer has
 // their backend: their next packet picks a backend anew.
-func purgeStale(m *svcMaps, members map[uint32]map[uint32]bool) error {
-	var conns []steerSvcConnKey
-	if err := iterate(m.conns, func(k steerSvcConnKey, v steerSvcConn) {
+func purgeStale(m *serviceMaps, members map[uint32]map[uint32]bool) error {
+	var conns []svcSvcConnKey
+	if err := iterate(m.conns, func(k svcSvcConnKey, v svcSvcConn) {
 		if !members[v.Frontend][v.Backend] {
 			conns = append(conns, k)
 		}
@@ -290,8 +455,8 @@ func purgeStale(m *svcMaps, members map[uint32]map[uint32]bool) error {
 			return fmt.Errorf("delete connection: %w", err)
 		}
 	}
-	var affs []steerSvcAffinityKey
-	if err := iterate(m.affinity, func(k steerSvcAffinityKey, v steerSvcAffinity) {
+	var affs []svcSvcAffinityKey
+	if err := iterate(m.affinity, func(k svcSvcAffinityKey, v svcSvcAffinity) {
 		if !members[k.Id][v.Backend] {
 			affs = append(affs, k)
 		}
@@ -321,13 +486,13 @@ func iterate[K, V any](m *ebpf.Map, f func(K, V)) error {
 // wantedFrontend is one entry encoded for the maps.
 type wantedFrontend struct {
 	entry      service.Entry
-	key        steerSvcKey
-	value      steerSvcFrontend // Id and Gen set by programServices
-	backends   []steerSvcBackend
+	key        svcSvcKey
+	value      svcSvcFrontend // Id and Gen set by programServices
+	backends   []svcSvcBackend
 	backendIDs []uint32
 }
 
-func wantedKey(want []wantedFrontend, k steerSvcKey) (int, bool) {
+func wantedKey(want []wantedFrontend, k svcSvcKey) (int, bool) {
 	for i := range want {
 		if want[i].key == k {
 			return i, true
@@ -336,7 +501,7 @@ func wantedKey(want []wantedFrontend, k steerSvcKey) (int, bool) {
 	return 0, false
 }
 
-func identityOf(b steerSvcBackend) backendIdentity {
+func identityOf(b svcSvcBackend) backendIdentity {
 	return backendIdentity{netip.AddrPortFrom(addrFrom(b.Addr.V6, b.Family), beToHost(b.Port)), b.Ifindex}
 }
 
@@ -375,14 +540,14 @@ func encodeEntries(entries []service.Entry, itfs map[string]Interface) ([]wanted
 		if e.AffinityTimeout < 0 || e.AffinityTimeout > time.Duration(1<<32-1)*time.Second {
 			return nil, fmt.Errorf("%s: affinity timeout %v out of range", name, e.AffinityTimeout)
 		}
-		if len(e.Service) >= len(steerSvcFrontend{}.Service) {
-			return nil, fmt.Errorf("%s: name longer than %d bytes", name, len(steerSvcFrontend{}.Service)-1)
+		if len(e.Service) >= len(svcSvcFrontend{}.Service) {
+			return nil, fmt.Errorf("%s: name longer than %d bytes", name, len(svcSvcFrontend{}.Service)-1)
 		}
 		family := uint8(syscall.AF_INET6)
 		if v4 {
 			family = syscall.AF_INET
 		}
-		w := wantedFrontend{entry: e, key: steerSvcKey{Family: family, Proto: uint8(fe.Proto), Port: hostToBE(fe.Addr.Port())}}
+		w := wantedFrontend{entry: e, key: svcSvcKey{Family: family, Proto: uint8(fe.Proto), Port: hostToBE(fe.Addr.Port())}}
 		w.key.Addr.V6 = AddrBytes(fe.Addr.Addr())
 		w.value.Count = uint16(len(e.Backends))
 		w.value.Affinity = uint32((e.AffinityTimeout + time.Second - 1) / time.Second)
@@ -393,7 +558,7 @@ func encodeEntries(entries []service.Entry, itfs map[string]Interface) ([]wanted
 			if !b.IsValid() || b.Port() == 0 || b.Addr().Is4() != v4 || b.Addr().Is4In6() {
 				return nil, fmt.Errorf("%s: backend %s: want an address of the frontend's family and a non-zero port", name, b)
 			}
-			be := steerSvcBackend{Ifindex: uint32(itf.Index), Port: hostToBE(b.Port()), Family: family}
+			be := svcSvcBackend{Ifindex: uint32(itf.Index), Port: hostToBE(b.Port()), Family: family}
 			be.Addr.V6 = AddrBytes(b.Addr())
 			be.Saddr.V6 = AddrBytes(saddr)
 			// Through the gateway when off the interface's subnet; else the kernel's routes
@@ -457,7 +622,7 @@ type ServiceCounters struct {
 
 // readServices reads a pod's frontends; a pod without Service maps has none.
 func readServices(dir string, itfs []Interface) ([]ServiceFrontend, error) {
-	m, err := openSvcMaps(dir, true)
+	m, err := openServiceMaps(dir, true)
 	if errors.Is(err, ErrNoServiceMaps) {
 		return nil, nil
 	}
@@ -465,22 +630,25 @@ func readServices(dir string, itfs []Interface) ([]ServiceFrontend, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if !m.proxyLoaded() {
+		return nil, nil // never programmed
+	}
 	return readServiceMaps(m, itfs)
 }
 
 // readServiceMaps reads the frontends in m.
-func readServiceMaps(m *svcMaps, itfs []Interface) ([]ServiceFrontend, error) {
+func readServiceMaps(m *serviceMaps, itfs []Interface) ([]ServiceFrontend, error) {
 	names := map[uint32]string{}
 	for _, itf := range itfs {
 		names[uint32(itf.Index)] = itf.Name
 	}
-	backends := map[uint32]steerSvcBackend{}
-	if err := iterate(m.backends, func(k uint32, v steerSvcBackend) { backends[k] = v }); err != nil {
+	backends := map[uint32]svcSvcBackend{}
+	if err := iterate(m.backends, func(k uint32, v svcSvcBackend) { backends[k] = v }); err != nil {
 		return nil, fmt.Errorf("read backends: %w", err)
 	}
 	var out []ServiceFrontend
 	var errs []error
-	err := iterate(m.frontends, func(k steerSvcKey, v steerSvcFrontend) {
+	err := iterate(m.frontends, func(k svcSvcKey, v svcSvcFrontend) {
 		sf := ServiceFrontend{
 			Frontend:        service.Frontend{Addr: netip.AddrPortFrom(addrFrom(k.Addr.V6, k.Family), beToHost(k.Port)), Proto: service.Protocol(k.Proto)},
 			AffinityTimeout: time.Duration(v.Affinity) * time.Second,
@@ -495,7 +663,7 @@ func readServiceMaps(m *svcMaps, itfs []Interface) ([]ServiceFrontend, error) {
 		sf.Service = string(bytes.ToValidUTF8(name, []byte("?")))
 		for i := range v.Count {
 			var id uint32
-			if err := m.slots.Lookup(steerSvcSlotKey{Id: v.Id, Gen: uint16(v.Gen), Index: i}, &id); err != nil {
+			if err := m.slots.Lookup(svcSvcSlotKey{Id: v.Id, Gen: uint16(v.Gen), Index: i}, &id); err != nil {
 				errs = append(errs, fmt.Errorf("frontend %s slot %d: %w", sf.Frontend.Addr, i, err))
 				continue
 			}
@@ -506,7 +674,7 @@ func readServiceMaps(m *svcMaps, itfs []Interface) ([]ServiceFrontend, error) {
 			sf.Backends = append(sf.Backends, identityOf(b).addr)
 			sf.Interface = names[b.Ifindex]
 		}
-		var perCPU []steerSteerSvcCounter
+		var perCPU []svcSteerSvcCounter
 		if err := m.counters.Lookup(v.Id, &perCPU); err != nil {
 			errs = append(errs, fmt.Errorf("frontend %s counters: %w", sf.Frontend.Addr, err))
 		}

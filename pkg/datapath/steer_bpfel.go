@@ -116,78 +116,17 @@ const (
 	steerSteerReasonSTEER_REASON_MAX           steerSteerReason = 8
 )
 
-type steerSteerSvcCounter struct {
-	_         structs.HostLayout
-	Packets   uint64
-	Bytes     uint64
-	Conns     uint64
-	NoBackend uint64
-}
+type steerSteerSvcProg uint32
+
+const (
+	steerSteerSvcProgSTEER_SVC_PROG_EGRESS  steerSteerSvcProg = 0
+	steerSteerSvcProgSTEER_SVC_PROG_INGRESS steerSteerSvcProg = 1
+	steerSteerSvcProgSTEER_SVC_PROGS        steerSteerSvcProg = 2
+)
 
 type steerSteerSvcState struct {
 	_         structs.HostLayout
 	Frontends uint32
-}
-
-type steerSvcAffinity struct {
-	_       structs.HostLayout
-	LastNs  uint64
-	Backend uint32
-	Pad     uint32
-}
-
-type steerSvcAffinityKey struct {
-	_      structs.HostLayout
-	Id     uint32
-	Family uint8
-	Pad    [3]uint8
-	Client struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-}
-
-type steerSvcBackend struct {
-	_    structs.HostLayout
-	Addr struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Saddr struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Nexthop struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Ifindex  uint32
-	Port     uint16
-	Family   uint8
-	NhFamily uint8
-}
-
-type steerSvcConn struct {
-	_        structs.HostLayout
-	Backend  uint32
-	Frontend uint32
-}
-
-type steerSvcConnKey struct {
-	_      structs.HostLayout
-	Family uint8
-	Proto  uint8
-	Sport  uint16
-	Dport  uint16
-	Pad    uint16
-	Saddr  struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Daddr struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
 }
 
 type steerSvcFrontend struct {
@@ -213,50 +152,24 @@ type steerSvcKey struct {
 	}
 }
 
-type steerSvcRev struct {
-	_      structs.HostLayout
-	Client struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Frontend struct {
-		_  structs.HostLayout
-		V6 [16]uint8
-	}
-	Port uint16
-	Pad  uint16
-	Id   uint32
-}
-
-type steerSvcSlotKey struct {
-	_     structs.HostLayout
-	Id    uint32
-	Gen   uint16
-	Index uint16
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapSteerCounters     = "steer_counters"
-	steerMapSteerFlows        = "steer_flows"
-	steerMapSteerSvcAffinity  = "steer_svc_affinity"
-	steerMapSteerSvcBackends  = "steer_svc_backends"
-	steerMapSteerSvcConns     = "steer_svc_conns"
-	steerMapSteerSvcCounters  = "steer_svc_counters"
-	steerMapSteerSvcFrontends = "steer_svc_frontends"
-	steerMapSteerSvcRevnat    = "steer_svc_revnat"
-	steerMapSteerSvcSlots     = "steer_svc_slots"
-	steerMapSteerSvcState     = "steer_svc_state"
-	steerProgSteerEgress      = "steer_egress"
-	steerProgSteerIngress     = "steer_ingress"
-	steerProgSteerIngressXdp  = "steer_ingress_xdp"
-	steerVarSteerGroups       = "steer_groups"
-	steerVarSteerIfaces       = "steer_ifaces"
-	steerVarSteerLoopMark     = "steer_loop_mark"
-	steerVarSteerReasons      = "steer_reasons"
-	steerVarSteerTcpForeign   = "steer_tcp_foreign"
+	steerMapSteerCounters        = "steer_counters"
+	steerMapSteerFlows           = "steer_flows"
+	steerMapSteerSvcBackendAddrs = "steer_svc_backend_addrs"
+	steerMapSteerSvcFrontends    = "steer_svc_frontends"
+	steerMapSteerSvcProgs        = "steer_svc_progs"
+	steerMapSteerSvcState        = "steer_svc_state"
+	steerProgSteerEgress         = "steer_egress"
+	steerProgSteerIngress        = "steer_ingress"
+	steerProgSteerIngressXdp     = "steer_ingress_xdp"
+	steerVarSteerGroups          = "steer_groups"
+	steerVarSteerIfaces          = "steer_ifaces"
+	steerVarSteerLoopMark        = "steer_loop_mark"
+	steerVarSteerReasons         = "steer_reasons"
+	steerVarSteerTcpForeign      = "steer_tcp_foreign"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -310,16 +223,12 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	SteerCounters     *ebpf.MapSpec `ebpf:"steer_counters"`
-	SteerFlows        *ebpf.MapSpec `ebpf:"steer_flows"`
-	SteerSvcAffinity  *ebpf.MapSpec `ebpf:"steer_svc_affinity"`
-	SteerSvcBackends  *ebpf.MapSpec `ebpf:"steer_svc_backends"`
-	SteerSvcConns     *ebpf.MapSpec `ebpf:"steer_svc_conns"`
-	SteerSvcCounters  *ebpf.MapSpec `ebpf:"steer_svc_counters"`
-	SteerSvcFrontends *ebpf.MapSpec `ebpf:"steer_svc_frontends"`
-	SteerSvcRevnat    *ebpf.MapSpec `ebpf:"steer_svc_revnat"`
-	SteerSvcSlots     *ebpf.MapSpec `ebpf:"steer_svc_slots"`
-	SteerSvcState     *ebpf.MapSpec `ebpf:"steer_svc_state"`
+	SteerCounters        *ebpf.MapSpec `ebpf:"steer_counters"`
+	SteerFlows           *ebpf.MapSpec `ebpf:"steer_flows"`
+	SteerSvcBackendAddrs *ebpf.MapSpec `ebpf:"steer_svc_backend_addrs"`
+	SteerSvcFrontends    *ebpf.MapSpec `ebpf:"steer_svc_frontends"`
+	SteerSvcProgs        *ebpf.MapSpec `ebpf:"steer_svc_progs"`
+	SteerSvcState        *ebpf.MapSpec `ebpf:"steer_svc_state"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -353,29 +262,21 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	SteerCounters     *ebpf.Map `ebpf:"steer_counters"`
-	SteerFlows        *ebpf.Map `ebpf:"steer_flows"`
-	SteerSvcAffinity  *ebpf.Map `ebpf:"steer_svc_affinity"`
-	SteerSvcBackends  *ebpf.Map `ebpf:"steer_svc_backends"`
-	SteerSvcConns     *ebpf.Map `ebpf:"steer_svc_conns"`
-	SteerSvcCounters  *ebpf.Map `ebpf:"steer_svc_counters"`
-	SteerSvcFrontends *ebpf.Map `ebpf:"steer_svc_frontends"`
-	SteerSvcRevnat    *ebpf.Map `ebpf:"steer_svc_revnat"`
-	SteerSvcSlots     *ebpf.Map `ebpf:"steer_svc_slots"`
-	SteerSvcState     *ebpf.Map `ebpf:"steer_svc_state"`
+	SteerCounters        *ebpf.Map `ebpf:"steer_counters"`
+	SteerFlows           *ebpf.Map `ebpf:"steer_flows"`
+	SteerSvcBackendAddrs *ebpf.Map `ebpf:"steer_svc_backend_addrs"`
+	SteerSvcFrontends    *ebpf.Map `ebpf:"steer_svc_frontends"`
+	SteerSvcProgs        *ebpf.Map `ebpf:"steer_svc_progs"`
+	SteerSvcState        *ebpf.Map `ebpf:"steer_svc_state"`
 }
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.SteerCounters,
 		m.SteerFlows,
-		m.SteerSvcAffinity,
-		m.SteerSvcBackends,
-		m.SteerSvcConns,
-		m.SteerSvcCounters,
+		m.SteerSvcBackendAddrs,
 		m.SteerSvcFrontends,
-		m.SteerSvcRevnat,
-		m.SteerSvcSlots,
+		m.SteerSvcProgs,
 		m.SteerSvcState,
 	)
 }

@@ -61,9 +61,9 @@ var (
 // plus 25%. The tricks of bpf/lib/verifier.h keep it nearly flat in the interface and group
 // counts; a defeated one multiplies it by the interface or group count, far past the headroom.
 var verifierBudget = map[string]int{
-	steerProgSteerEgress:     12250, // measured 9799 (4968 of them the Service proxy's global functions)
-	steerProgSteerIngress:    3930,  // measured 3143 (1287 of them the Service proxy's reverse NAT)
-	steerProgSteerIngressXdp: 2325,  // measured 1860
+	steerProgSteerEgress:     6040, // measured 4831; 5258 with the Service divert (a global function)
+	steerProgSteerIngress:    2320, // measured 1856; 2179 with the Service divert
+	steerProgSteerIngressXdp: 2325, // measured 1860
 }
 
 // verifyCeiling is, per program, the most its median verification time over all the
@@ -71,9 +71,9 @@ var verifierBudget = map[string]int{
 // load in ten takes several times as long there. A gross-regression guard that catches a
 // defeated trick, not noise: load-time targets belong in the benchmarks (BenchmarkLoad*).
 var verifyCeiling = map[string]time.Duration{
-	steerProgSteerEgress:     100 * time.Millisecond, // measured 9-15 ms
-	steerProgSteerIngress:    30 * time.Millisecond,  // measured 3.0 ms
-	steerProgSteerIngressXdp: 15 * time.Millisecond,  // measured 1.4-1.5 ms
+	steerProgSteerEgress:     50 * time.Millisecond, // measured 4.9-5.2 ms
+	steerProgSteerIngress:    15 * time.Millisecond, // measured 1.5-1.6 ms
+	steerProgSteerIngressXdp: 15 * time.Millisecond, // measured 1.4-1.5 ms
 }
 
 // programCost is what the verifier reported for one program.
