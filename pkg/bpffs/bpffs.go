@@ -3,7 +3,7 @@
 //	<root>/<container-id>/flows              flow table (map)
 //	<root>/<container-id>/counters           per-CPU counters (map)
 //	<root>/<container-id>/config             load-time configuration (the .rodata map)
-//	<root>/<container-id>/svc-*              the Service proxy's maps (ServicePins)
+//	<root>/<container-id>/svc-*              the Service proxy's maps (Svc*Pin)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
 //
 // The root defaults to /sys/fs/bpf/steer. Links are pinned because the CNI plugin exits right

@@ -25,7 +25,14 @@ func BenchmarkEgressService(b *testing.B) {
 	if _, err := loadProxy(m, 0); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { m.slots.Close(); m.backends.Close(); m.conns.Close(); m.revnat.Close(); m.affinity.Close(); m.counters.Close() })
+	b.Cleanup(func() {
+		m.slots.Close()
+		m.backends.Close()
+		m.conns.Close()
+		m.revnat.Close()
+		m.affinity.Close()
+		m.counters.Close()
+	})
 	fe := netip.MustParseAddr("192.0.2.80")
 	entry := service.Entry{Frontend: service.Frontend{Addr: netip.AddrPortFrom(fe, 80), Proto: service.TCP},
 		Service: "default/web", IfName: "net1",
