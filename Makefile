@@ -17,7 +17,7 @@ APT_PACKAGES := clang-14 llvm-14 llvm bpftool libbpf-dev iproute2 iperf3 iputils
 # The real node's runtime and kubelet's firewall rules (internal/testbed/realnode).
 APT_PACKAGES += runc iptables
 # Generated files that are committed: bpf2go output and the trimmed kernel header.
-GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/steer_next_bpfel.go pkg/datapath/steer_next_bpfel.o
+GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/steer_next_bpfel.go pkg/datapath/steer_next_bpfel.o pkg/datapath/svc_bpfel.go pkg/datapath/svc_bpfel.o
 TEST_TIMEOUT ?= 20m
 
 .PHONY: deps apt kube-binaries node-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean

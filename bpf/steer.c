@@ -27,6 +27,7 @@
 #include "lib/rewrite.h"
 #include "lib/multicast.h"
 #include "lib/version.h"
+#include "lib/service.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -127,6 +128,13 @@ SEC("tc")
 int steer_ingress(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb_field(skb, ifindex), clamp = 0;
+	/* A Service backend's reply goes to the proxy, which rewrites it for the pod's socket:
+	 * nothing to learn. */
+	if (svc_enabled()) {
+		int verdict = steer_svc_divert(skb, 0);
+		if (verdict >= 0)
+			return verdict;
+	}
 	__u32 slot = iface_slot(ifindex);
 	enum steer_reason r = learn(skb, ifindex, slot, &clamp, 0);
 
@@ -263,6 +271,14 @@ static __always_inline int egress_ip(struct __sk_buff *skb, __u32 cur, const __u
 		if (r == PARSE_TRACKED && parse_l4(data, data_end, &p) == PARSE_TRACKED)
 			return steer_multicast(skb, cur);
 		goto pass;
+	}
+	/* To a Service's frontend: the proxy takes it. */
+	if (r == PARSE_TRACKED && svc_enabled()) {
+		int verdict = steer_svc_divert(skb, 1);
+		if (verdict >= 0)
+			return verdict;
+		data = skb_data(skb); /* fresh packet pointers after the call, to the verifier */
+		data_end = skb_data_end(skb);
 	}
 
 	if (!pinned_any())

@@ -34,7 +34,8 @@ struct steer_iface {
 	__u32 mtu;
 	enum steer_iface_flags flags;
 	__u8 mac[ETH_ALEN];
-	__u8 pad[2];
+	__u8 plen4; /* prefix length of addr4's subnet; 0: unknown */
+	__u8 plen6;
 	char name[16]; /* for people reading the pins */
 	union steer_addr addr4; /* v4 only */
 	union steer_addr addr6;

@@ -22,6 +22,7 @@ Usage:
   steerctl [flags] flows [container]    learned flows
   steerctl [flags] stats [container]    packet counters per interface and reason
   steerctl [flags] groups [container]   multicast groups and the interfaces that take them
+  steerctl [flags] services [container] Service frontends, their backends and counters
   steerctl [flags] doctor               check this node: kernel, BTF, bpffs, CNI config, steerd, stale pins
 
 Flags:
@@ -62,10 +63,12 @@ func (c cli) run(cmd string, args []string) error {
 		return c.each(args, c.stats)
 	case "groups":
 		return c.each(args, c.groups)
+	case "services":
+		return c.each(args, c.services)
 	case "doctor":
 		return c.doctor(c.confDir)
 	}
-	return fmt.Errorf("unknown command %q (attachments, flows, stats, groups, doctor)", cmd)
+	return fmt.Errorf("unknown command %q (attachments, flows, stats, groups, services, doctor)", cmd)
 }
 
 // each runs fn for the container named in args, or for every container with pins.
@@ -137,6 +140,26 @@ func version(st *datapath.State) string {
 		s += " (upgrading)"
 	}
 	return s
+}
+
+func (c cli) services(id string, st *datapath.State, tw *tabwriter.Writer) {
+	for _, f := range st.Services {
+		backends := make([]string, 0, len(f.Backends))
+		for _, b := range f.Backends {
+			backends = append(backends, b.String())
+		}
+		target := strings.Join(backends, ",")
+		if target == "" {
+			target = "(no backend: refused)"
+		}
+		affinity := ""
+		if f.AffinityTimeout > 0 {
+			affinity = "affinity " + f.AffinityTimeout.String()
+		}
+		ct := f.Counters
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\tvia %s\t-> %s\t%s\t%d pkts\t%d bytes\t%d conns\t%d no-backend\n", short(id), f.Service,
+			strings.ToLower(f.Frontend.Proto.String()), f.Frontend.Addr, f.Interface, target, affinity, ct.Packets, ct.Bytes, ct.Connections, ct.NoBackend)
+	}
 }
 
 func short(id string) string {

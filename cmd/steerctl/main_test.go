@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
+	"github.com/steernet/steer/pkg/service"
 )
 
 // attached makes a pod namespace with a steered net1 that has learned one UDP flow.
@@ -47,6 +49,13 @@ func attached(t *testing.T) (bpffs.Layout, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	entries := []service.Entry{{
+		Frontend: service.Frontend{Addr: netip.MustParseAddrPort("198.18.96.10:80"), Proto: service.TCP},
+		Service:  "default/web-dmz", IfName: "net1", Backends: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.3:8080")},
+	}}
+	if err := (datapath.Services{Layout: layout}).Program(cid, entries); err != nil {
+		t.Fatal(err)
+	}
 	return layout, cid
 }
 
@@ -60,14 +69,19 @@ func TestCommandsFromPins(t *testing.T) {
 		}
 		return out.String()
 	}
+	obj, err := datapath.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want []string
 	}{
-		{[]string{"attachments"}, []string{short(cid), "net1", "secondary", "192.0.2.2", "layout=1 object="}},
+		{[]string{"attachments"}, []string{short(cid), "net1", "secondary", "192.0.2.2", fmt.Sprintf("layout=%d object=", obj.Version.Layout)}},
 		{[]string{"flows"}, []string{"udp", "192.0.2.1:", "192.0.2.2:5353", "via net1"}},
 		{[]string{"stats", cid}, []string{"net1", "learned", "1 pkts"}},
 		{[]string{"groups"}, []string{"239.1.1.0/24", "net1"}},
+		{[]string{"services"}, []string{"default/web-dmz", "tcp 198.18.96.10:80", "via net1", "-> 192.0.2.3:8080", "0 conns"}},
 	} {
 		out := run(false, c.args...)
 		for _, w := range c.want {
@@ -94,6 +108,8 @@ func TestBpftoolShowsFieldNames(t *testing.T) {
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.FlowsPin)}, `"peer_mac"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.CountersPin)}, `"packets"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.ConfigPin)}, `"steer_ifaces"`},
+		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcFrontendsPin)}, `"service"`},
+		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcCountersPin)}, `"no_backend"`},
 	} {
 		out, err := exec.Command("bpftool", c.args...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), c.want) {

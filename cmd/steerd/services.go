@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/engine"
 	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/pkg/leader"
@@ -53,10 +54,8 @@ func leaseNamespace() string {
 }
 
 // newServiceProgrammer is the one place the datapath's Programmer of Service entries is made.
-// The datapath does not program Services yet: nil keeps the node agent off; the controller
-// runs all the same.
-func newServiceProgrammer(bpffs.Layout) service.Programmer {
-	return nil
+func newServiceProgrammer(layout bpffs.Layout) service.Programmer {
+	return datapath.Services{Layout: layout}
 }
 
 // services are the parts of Services on secondary networks a steerd runs.
@@ -93,15 +92,11 @@ func (s services) run(ctx context.Context) error {
 			return endpoints.RunElected(ctx, election, endpoints.Options{Client: client, Log: s.log, Metrics: m})
 		})
 	}
-	if s.programmer == nil {
-		s.log.Info("the datapath cannot program Services into pods: the Service node agent is off")
-	} else {
-		a := agent.New(agent.Options{
-			Client: client, Source: attachedSource{engine.NewAttachedLister(s.cniDir)}, Programmer: s.programmer,
-			Log: s.log, Metrics: metrics.NewServiceProxy(s.reg),
-		})
-		g.Go(func() error { return a.Run(ctx) })
-	}
+	a := agent.New(agent.Options{
+		Client: client, Source: attachedSource{engine.NewAttachedLister(s.cniDir)}, Programmer: s.programmer,
+		Log: s.log, Metrics: metrics.NewServiceProxy(s.reg),
+	})
+	g.Go(func() error { return a.Run(ctx) })
 	return g.Wait()
 }
 

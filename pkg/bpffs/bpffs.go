@@ -5,6 +5,7 @@
 //	<root>/<container-id>/config             load-time configuration (the .rodata map)
 //	<root>/<container-id>/version            which build wrote the pins: {layout, object}
 //	<root>/<container-id>/<map>              any other map, by its name (datapath.PinName)
+//	<root>/<container-id>/svc-*              the Service proxy's maps (Svc*Pin)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
 //
 // Every map pin carries the BTF of its key and value, so a build can read (and an upgrade carry
@@ -39,6 +40,21 @@ const (
 
 // IsLinkPin tells a link's pin from a map's.
 func IsLinkPin(name string) bool { return strings.HasPrefix(name, "link-") }
+
+// Pin names of the Service proxy's maps: the first four there from ADD on (the pod's programs
+// use them), the others from the pod's first Service entry, when the proxy is loaded.
+const (
+	SvcStatePin        = "svc-state"         // whether the pod has frontends
+	SvcFrontendsPin    = "svc-frontends"     // frontend -> service id, backend count, affinity
+	SvcBackendAddrsPin = "svc-backend-addrs" // the backends' addresses, whose replies are diverted
+	SvcProgsPin        = "svc-progs"         // the proxy's programs, tail-called
+	SvcSlotsPin        = "svc-slots"         // (service id, generation, index) -> backend id
+	SvcBackendsPin     = "svc-backends"      // backend id -> address, port, interface, next hop
+	SvcConnsPin        = "svc-conns"         // connection -> backend
+	SvcRevNATPin       = "svc-revnat"        // a backend's reply -> the frontend and the pod's address
+	SvcAffinityPin     = "svc-affinity"      // (service id, client) -> backend, for sessionAffinity
+	SvcCountersPin     = "svc-counters"      // per-CPU counters per service id
+)
 
 // ValidContainerID reports why id cannot name a pin directory, or nil. The alphabet is the CNI
 // spec's; it also keeps IDs from escaping the root ('/', "..", NUL). Checked by hand: a regexp

@@ -27,9 +27,13 @@ type Interface struct {
 	MAC     net.HardwareAddr
 	Primary bool // the cluster network (eth0)
 	// Pin learns flows entering through this interface and pins their replies to it.
-	Pin      bool
-	Addr4    netip.Addr
-	Addr6    netip.Addr
+	Pin   bool
+	Addr4 netip.Addr
+	Addr6 netip.Addr
+	// Bits4 and Bits6 are the prefix lengths of Addr4's and Addr6's subnets, 0 when unknown:
+	// Service backends inside them are reached directly, others through the gateway.
+	Bits4    int
+	Bits6    int
 	Gateway4 netip.Addr // next hop for traffic sourced from Addr4 with no learned flow
 	Gateway6 netip.Addr
 }
@@ -110,10 +114,12 @@ func encodeInterfaces(itfs []Interface) [MaxInterfaces]steerSteerIface {
 		if itf.Addr4.Is4() {
 			flags |= flagHasV4
 			e.Addr4.V6 = AddrBytes(itf.Addr4)
+			e.Plen4 = uint8(itf.Bits4)
 		}
 		if itf.Addr6.Is6() {
 			flags |= flagHasV6
 			e.Addr6.V6 = AddrBytes(itf.Addr6)
+			e.Plen6 = uint8(itf.Bits6)
 		}
 		if itf.Gateway4.Is4() {
 			flags |= flagGW4

@@ -77,6 +77,7 @@ type State struct {
 	Groups     []Group
 	Flows      []Flow
 	Counters   []Counter // non-zero rows only
+	Services   []ServiceFrontend
 }
 
 // ReadPinned reads a container's state from its pins alone, so it works with steerd down.
@@ -117,6 +118,9 @@ func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 		return nil, err
 	}
 	if st.Flows, err = readFlows(filepath.Join(dir, bpffs.FlowsPin), cfg.Interfaces, foreign); err != nil {
+		return nil, err
+	}
+	if st.Services, err = readServices(dir, cfg.Interfaces); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -331,9 +335,11 @@ func decodeInterface(e steerSteerIface) Interface {
 	}
 	if flags&flagHasV4 != 0 {
 		itf.Addr4 = addrFrom(e.Addr4.V6, syscall.AF_INET)
+		itf.Bits4 = int(min(e.Plen4, 32))
 	}
 	if flags&flagHasV6 != 0 {
 		itf.Addr6 = addrFrom(e.Addr6.V6, syscall.AF_INET6)
+		itf.Bits6 = int(min(e.Plen6, 128))
 	}
 	if flags&flagGW4 != 0 {
 		itf.Gateway4 = addrFrom(e.Gw4.V6, syscall.AF_INET)

@@ -68,7 +68,8 @@ type steerSteerIface struct {
 	Mtu     uint32
 	Flags   uint32
 	Mac     [6]uint8
-	Pad     [2]uint8
+	Plen4   uint8
+	Plen6   uint8
 	Name    [16]int8
 	_       [4]byte
 	Addr4   struct {
@@ -103,7 +104,7 @@ const (
 type steerSteerLayout uint32
 
 const (
-	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 1
+	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 2
 )
 
 type steerSteerLimits uint32
@@ -127,21 +128,61 @@ const (
 	steerSteerReasonSTEER_REASON_MAX           steerSteerReason = 8
 )
 
+type steerSteerSvcProg uint32
+
+const (
+	steerSteerSvcProgSTEER_SVC_PROG_EGRESS  steerSteerSvcProg = 0
+	steerSteerSvcProgSTEER_SVC_PROG_INGRESS steerSteerSvcProg = 1
+	steerSteerSvcProgSTEER_SVC_PROGS        steerSteerSvcProg = 2
+)
+
+type steerSteerSvcState struct {
+	_         structs.HostLayout
+	Frontends uint32
+}
+
+type steerSvcFrontend struct {
+	_        structs.HostLayout
+	Id       uint32
+	Count    uint16
+	Gen      uint8
+	Pad      uint8
+	Affinity uint32
+	Pad2     uint32
+	Service  [128]int8
+}
+
+type steerSvcKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Proto  uint8
+	Port   uint16
+	Pad    uint32
+	Addr   struct {
+		_  structs.HostLayout
+		V6 [16]uint8
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapSteerCounters    = "steer_counters"
-	steerMapSteerFlows       = "steer_flows"
-	steerMapSteerVersion     = "steer_version"
-	steerProgSteerEgress     = "steer_egress"
-	steerProgSteerIngress    = "steer_ingress"
-	steerProgSteerIngressXdp = "steer_ingress_xdp"
-	steerVarSteerGroups      = "steer_groups"
-	steerVarSteerIfaces      = "steer_ifaces"
-	steerVarSteerLoopMark    = "steer_loop_mark"
-	steerVarSteerReasons     = "steer_reasons"
-	steerVarSteerTcpForeign  = "steer_tcp_foreign"
+	steerMapSteerCounters        = "steer_counters"
+	steerMapSteerFlows           = "steer_flows"
+	steerMapSteerSvcBackendAddrs = "steer_svc_backend_addrs"
+	steerMapSteerSvcFrontends    = "steer_svc_frontends"
+	steerMapSteerSvcProgs        = "steer_svc_progs"
+	steerMapSteerSvcState        = "steer_svc_state"
+	steerMapSteerVersion         = "steer_version"
+	steerProgSteerEgress         = "steer_egress"
+	steerProgSteerIngress        = "steer_ingress"
+	steerProgSteerIngressXdp     = "steer_ingress_xdp"
+	steerVarSteerGroups          = "steer_groups"
+	steerVarSteerIfaces          = "steer_ifaces"
+	steerVarSteerLoopMark        = "steer_loop_mark"
+	steerVarSteerReasons         = "steer_reasons"
+	steerVarSteerTcpForeign      = "steer_tcp_foreign"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -195,9 +236,13 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	SteerCounters *ebpf.MapSpec `ebpf:"steer_counters"`
-	SteerFlows    *ebpf.MapSpec `ebpf:"steer_flows"`
-	SteerVersion  *ebpf.MapSpec `ebpf:"steer_version"`
+	SteerCounters        *ebpf.MapSpec `ebpf:"steer_counters"`
+	SteerFlows           *ebpf.MapSpec `ebpf:"steer_flows"`
+	SteerSvcBackendAddrs *ebpf.MapSpec `ebpf:"steer_svc_backend_addrs"`
+	SteerSvcFrontends    *ebpf.MapSpec `ebpf:"steer_svc_frontends"`
+	SteerSvcProgs        *ebpf.MapSpec `ebpf:"steer_svc_progs"`
+	SteerSvcState        *ebpf.MapSpec `ebpf:"steer_svc_state"`
+	SteerVersion         *ebpf.MapSpec `ebpf:"steer_version"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -231,15 +276,23 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	SteerCounters *ebpf.Map `ebpf:"steer_counters"`
-	SteerFlows    *ebpf.Map `ebpf:"steer_flows"`
-	SteerVersion  *ebpf.Map `ebpf:"steer_version"`
+	SteerCounters        *ebpf.Map `ebpf:"steer_counters"`
+	SteerFlows           *ebpf.Map `ebpf:"steer_flows"`
+	SteerSvcBackendAddrs *ebpf.Map `ebpf:"steer_svc_backend_addrs"`
+	SteerSvcFrontends    *ebpf.Map `ebpf:"steer_svc_frontends"`
+	SteerSvcProgs        *ebpf.Map `ebpf:"steer_svc_progs"`
+	SteerSvcState        *ebpf.Map `ebpf:"steer_svc_state"`
+	SteerVersion         *ebpf.Map `ebpf:"steer_version"`
 }
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.SteerCounters,
 		m.SteerFlows,
+		m.SteerSvcBackendAddrs,
+		m.SteerSvcFrontends,
+		m.SteerSvcProgs,
+		m.SteerSvcState,
 		m.SteerVersion,
 	)
 }

@@ -303,12 +303,14 @@ func (rp *routedPod) expectAt(t *testing.T, v datapath.Version, flows bool) {
 	for _, e := range entries {
 		pins = append(pins, e.Name())
 	}
-	for _, want := range []string{bpffs.FlowsPin, bpffs.CountersPin, bpffs.ConfigPin, bpffs.VersionPin} {
+	maps := []string{bpffs.FlowsPin, bpffs.CountersPin, bpffs.ConfigPin, bpffs.VersionPin,
+		bpffs.SvcStatePin, bpffs.SvcFrontendsPin, bpffs.SvcBackendAddrsPin, bpffs.SvcProgsPin}
+	for _, want := range maps {
 		if !slices.Contains(pins, want) {
 			t.Errorf("pins %v lack %s", pins, want)
 		}
 	}
-	if len(pins) != 4+len(slices.DeleteFunc(slices.Clone(pins), func(p string) bool { return !bpffs.IsLinkPin(p) })) {
+	if len(pins) != len(maps)+len(slices.DeleteFunc(slices.Clone(pins), func(p string) bool { return !bpffs.IsLinkPin(p) })) {
 		t.Errorf("pins %v: more than the maps and links", pins)
 	}
 }

@@ -52,6 +52,17 @@ var (
 		"Pods with Steer's programs attached on this node.", nil, nil)
 	outdatedDesc = prometheus.NewDesc("steer_attachments_outdated",
 		"Pods whose programs are not this steerd's build: an upgrade is pending, under way or failed.", nil, nil)
+
+	// Per Service proxied in a pod: the sums over its frontends (ports, families).
+	svcLabels      = []string{"container", "service"}
+	svcPacketsDesc = prometheus.NewDesc("steer_service_packets_total",
+		"Packets to and from a Service's backends proxied in a pod, both ways.", svcLabels, nil)
+	svcBytesDesc = prometheus.NewDesc("steer_service_bytes_total",
+		"Bytes to and from a Service's backends proxied in a pod, both ways.", svcLabels, nil)
+	svcConnsDesc = prometheus.NewDesc("steer_service_connections_total",
+		"Connections (TCP, UDP flows) a pod opened to a Service's backends.", svcLabels, nil)
+	svcNoBackendDesc = prometheus.NewDesc("steer_service_no_backend_total",
+		"Packets to a Service without backends, answered with a reset or an ICMP unreachable.", svcLabels, nil)
 )
 
 type podCounters struct {
@@ -65,6 +76,10 @@ func (podCounters) Describe(ch chan<- *prometheus.Desc) {
 	ch <- flowsDesc
 	ch <- attachmentsDesc
 	ch <- outdatedDesc
+	ch <- svcPacketsDesc
+	ch <- svcBytesDesc
+	ch <- svcConnsDesc
+	ch <- svcNoBackendDesc
 }
 
 func (c podCounters) Collect(ch chan<- prometheus.Metric) {
@@ -101,5 +116,30 @@ func (c podCounters) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(ct.Bytes), id, itf, ct.Reason.String())
 		}
 		ch <- prometheus.MustNewConstMetric(flowsDesc, prometheus.GaugeValue, float64(len(st.Flows)), id)
+		collectServices(ch, id, st.Services)
+	}
+}
+
+// collectServices exports a pod's Service counters, summed per Service.
+func collectServices(ch chan<- prometheus.Metric, id string, frontends []datapath.ServiceFrontend) {
+	sums := map[string]datapath.ServiceCounters{}
+	var order []string
+	for _, f := range frontends {
+		s, ok := sums[f.Service]
+		if !ok {
+			order = append(order, f.Service)
+		}
+		s.Packets += f.Counters.Packets
+		s.Bytes += f.Counters.Bytes
+		s.Connections += f.Counters.Connections
+		s.NoBackend += f.Counters.NoBackend
+		sums[f.Service] = s
+	}
+	for _, name := range order {
+		s := sums[name]
+		ch <- prometheus.MustNewConstMetric(svcPacketsDesc, prometheus.CounterValue, float64(s.Packets), id, name)
+		ch <- prometheus.MustNewConstMetric(svcBytesDesc, prometheus.CounterValue, float64(s.Bytes), id, name)
+		ch <- prometheus.MustNewConstMetric(svcConnsDesc, prometheus.CounterValue, float64(s.Connections), id, name)
+		ch <- prometheus.MustNewConstMetric(svcNoBackendDesc, prometheus.CounterValue, float64(s.NoBackend), id, name)
 	}
 }

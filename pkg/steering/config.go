@@ -100,10 +100,11 @@ func setAddresses(itf *datapath.Interface, a Attachment, l netlink.Link) {
 		addr = addr.Unmap()
 		gw, _ := netip.AddrFromSlice(ip.Gateway)
 		gw = gw.Unmap()
+		bits, _ := ip.Address.Mask.Size()
 		if addr.Is4() && !itf.Addr4.IsValid() {
-			itf.Addr4, itf.Gateway4 = addr, validOrZero(gw)
+			itf.Addr4, itf.Bits4, itf.Gateway4 = addr, bits, validOrZero(gw)
 		} else if addr.Is6() && !itf.Addr6.IsValid() {
-			itf.Addr6, itf.Gateway6 = addr, validOrZero(gw)
+			itf.Addr6, itf.Bits6, itf.Gateway6 = addr, bits, validOrZero(gw)
 		}
 	}
 	if itf.Addr4.IsValid() || itf.Addr6.IsValid() {
@@ -116,10 +117,11 @@ func setAddresses(itf *datapath.Interface, a Attachment, l netlink.Link) {
 			continue
 		}
 		addr = addr.Unmap()
+		bits, _ := ad.Mask.Size()
 		if addr.Is4() && !itf.Addr4.IsValid() {
-			itf.Addr4 = addr
+			itf.Addr4, itf.Bits4 = addr, bits
 		} else if addr.Is6() && !itf.Addr6.IsValid() {
-			itf.Addr6 = addr
+			itf.Addr6, itf.Bits6 = addr, bits
 		}
 	}
 }

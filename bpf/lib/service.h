@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Services on secondary networks, proxied in the pod's own programs: a packet the pod sends to a
+ * frontend (ClusterIP, port, protocol) is load-balanced to a backend on the Service's network,
+ * its destination rewritten to the backend (DNAT) and its source to the pod's address on that
+ * network (SNAT, or the backend would answer the pod's primary address through its own primary
+ * network), and sent out of that interface; the backend's replies are rewritten back on ingress
+ * so that the socket sees the frontend. No conntrack module: the connection table below keeps
+ * each connection on its backend for its life.
+ *
+ * Two objects share the work. The pod's programs (steer.c) only tell a packet to a frontend, or
+ * from a backend, and tail-call the proxy's programs (service.c) with it; those do the rest. The
+ * proxy is loaded at a pod's first Service entry (pkg/datapath, Program), so a pod without any
+ * pays neither its verification at ADD nor more than an array read per packet.
+ *
+ * The maps are written by the loader:
+ *  - steer_svc_frontends: frontend -> service id, backend count and generation, affinity;
+ *  - steer_svc_backend_addrs: the backends' addresses and ports, whose packets ingress diverts;
+ *  - steer_svc_slots: (id, generation, index) -> backend id. A new backend set is written in the
+ *    generation the frontend does not use, then the frontend is switched to it in one update, so
+ *    a packet sees the old set or the new one, never a mix;
+ *  - steer_svc_backends: backend id -> address, port, interface, SNAT address, next hop. Ids
+ *    of backends that stay do not change, so their connections survive; a removed backend's id
+ *    is deleted, and its connections are sent to another backend (TCP gets a reset from it).
+ * The proxy's programs write the connection, reverse-NAT and affinity tables. This header holds
+ * what both objects see: the layouts, and the maps the pod's programs use from ADD on. */
+#pragma once
+
+#include "common.h"
+#include "verifier.h"
+#include "config.h"
+#include "layout.h"
+#include "parse.h"
+
+#define STEER_SVC_FRONTENDS 256	 /* frontends of a pod, and rows of its service counters */
+#define STEER_SVC_BACKENDS 4096	 /* distinct backends of a pod */
+#define STEER_SVC_SLOTS 16384	 /* backend slots over all frontends and both generations */
+#define STEER_SVC_CONNS 4096	 /* connections through frontends (LRU: preallocated) */
+#define STEER_SVC_AFFINITIES 4096 /* sessionAffinity ClientIP entries */
+
+#define BPF_F_NO_PREALLOC (1U << 0)
+
+struct steer_svc_state {
+	__u32 frontends; /* 0: the pod has none, the programs skip everything below */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_svc_state);
+} steer_svc_state SEC(".maps");
+
+/* A frontend as the pod addresses it. */
+struct svc_key {
+	__u8 family;
+	__u8 proto;
+	__be16 port;
+	__u32 pad;
+	union steer_addr addr;
+};
+
+struct svc_frontend {
+	__u32 id;	/* the row of steer_svc_counters, the namespace of its backend slots */
+	__u16 count;	/* backends in generation gen; 0: refused at once (RST, ICMP unreachable) */
+	__u8 gen;	/* 0 or 1 */
+	__u8 pad;
+	__u32 affinity; /* sessionAffinity ClientIP timeout in seconds; 0: none */
+	__u32 pad2;
+	char service[128]; /* "namespace/name", for people and tools reading the pins */
+};
+
+struct svc_slot_key {
+	__u32 id;
+	__u16 gen;
+	__u16 index;
+};
+
+struct svc_backend {
+	union steer_addr addr;
+	union steer_addr saddr;	  /* the pod's address on ifindex: the SNAT source */
+	union steer_addr nexthop; /* the backend itself or the network's gateway */
+	__u32 ifindex;		  /* the pod's interface on the Service's network */
+	__be16 port;
+	__u8 family;
+	__u8 nh_family; /* 0: the kernel routes to addr through ifindex */
+};
+
+/* A connection as the pod's socket sees it. */
+struct svc_conn_key {
+	__u8 family;
+	__u8 proto;
+	__be16 sport;
+	__be16 dport;
+	__u16 pad;
+	union steer_addr saddr;
+	union steer_addr daddr;
+};
+
+struct svc_conn {
+	__u32 backend;
+	__u32 frontend; /* id */
+};
+
+/* A reply as it arrives from the backend: saddr/sport the backend, daddr/dport the pod's SNAT
+ * address and its socket's port. */
+struct svc_rev {
+	union steer_addr client; /* the pod's source before SNAT */
+	union steer_addr frontend;
+	__be16 port; /* the frontend's */
+	__u16 pad;
+	__u32 id;
+};
+
+struct svc_affinity_key {
+	__u32 id;
+	__u8 family;
+	__u8 pad[3];
+	union steer_addr client;
+};
+
+struct svc_affinity {
+	__u64 last_ns; /* the client's last new connection */
+	__u32 backend;
+	__u32 pad;
+};
+
+struct steer_svc_counter {
+	__u64 packets; /* both ways */
+	__u64 bytes;
+	__u64 conns;	  /* connections (TCP, UDP flows) sent to a backend */
+	__u64 no_backend; /* packets refused for want of a backend */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_SVC_FRONTENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct svc_key);
+	__type(value, struct svc_frontend);
+} steer_svc_frontends SEC(".maps");
+
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_SVC_BACKENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct svc_key); /* a backend's address, port and protocol */
+	__type(value, __u32);	     /* unused */
+} steer_svc_backend_addrs SEC(".maps");
+
+/* The proxy's programs, tail-called: egress with a packet to a frontend, ingress with one from a
+ * backend. Empty until the proxy is loaded: the tail call falls through. */
+enum steer_svc_prog {
+	STEER_SVC_PROG_EGRESS = 0,
+	STEER_SVC_PROG_INGRESS = 1,
+	STEER_SVC_PROGS = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, STEER_SVC_PROGS);
+	__type(key, enum steer_svc_prog); /* in BTF, for bpf2go */
+	__type(value, __u32);
+} steer_svc_progs SEC(".maps");
+
+/* svc_enabled tells whether the pod has frontends: an array lookup the verifier inlines. */
+static __always_inline int svc_enabled(void)
+{
+	__u32 zero = 0;
+	struct steer_svc_state *s = bpf_map_lookup_elem(&steer_svc_state, &zero);
+
+	return s && s->frontends;
+}
+
+/* svc_key_of fills k with the protocol, address and port of the packet of family at the start of
+ * skb: its destination (dst set) or its source. Through bpf_skb_load_bytes: no packet bounds
+ * for the verifier to split the caller's paths on. It returns -1 for a packet that is not TCP or
+ * UDP (or IPv6 with extension headers, or a fragment). */
+static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, int dst, const __u8 family)
+{
+	__u32 l4_off;
+	__u8 proto;
+
+	k->family = family;
+	if (family == AF_INET) {
+		struct ip4_hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(0x3fff)))
+			return -1;
+		proto = ip.protocol;
+		k->addr.v4 = dst ? ip.daddr : ip.saddr;
+		l4_off = ETH_HLEN + (ip.ver_ihl & 0xf) * 4;
+	} else {
+		struct ip6_hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return -1;
+		proto = ip.nexthdr;
+		__builtin_memcpy(k->addr.v6, dst ? ip.daddr : ip.saddr, 16);
+		l4_off = ETH_HLEN + sizeof(ip);
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -1;
+	__be16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4_off & 0xff, ports, sizeof(ports)))
+		return -1;
+	k->proto = proto;
+	k->port = ports[dst ? 1 : 0];
+	return 0;
+}
+
+/* svc_divert hands a packet of family to the proxy's program prog when its destination (dst) is a
+ * frontend, or its source a backend; it returns only when it did not, with a negative value. */
+static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog, const __u8 family)
+{
+	struct svc_key k = {};
+
+	if (svc_key_of(skb, &k, dst, family))
+		return -1;
+	if (!bpf_map_lookup_elem(dst ? (void *)&steer_svc_frontends : (void *)&steer_svc_backend_addrs, &k))
+		return -1;
+	bpf_tail_call(skb, &steer_svc_progs, prog);
+	return -1; /* the proxy is not loaded */
+}
+
+/* steer_svc_divert hands a packet to the proxy when it goes to a frontend (dst set) or comes
+ * from a backend. A global function: verified once, and the caller's paths with and without it
+ * merge again after the call. A tail call from a function replaces the function: the caller gets
+ * the proxy program's verdict (>= 0) as its return value, or -1 when the packet is not the
+ * proxy's (or the proxy is not loaded). */
+__subprog int steer_svc_divert(struct __sk_buff *skb, __u32 dst)
+{
+	__u32 prog = dst ? STEER_SVC_PROG_EGRESS : STEER_SVC_PROG_INGRESS;
+
+	switch (eth_family(skb_data(skb), skb_data_end(skb))) {
+	case AF_INET:
+		svc_divert(skb, dst, prog, AF_INET);
+		break;
+	case AF_INET6:
+		svc_divert(skb, dst, prog, AF_INET6);
+		break;
+	}
+	/* Through unlinked: the compiler would otherwise fold this constant into the callers and
+	 * drop their test of the proxy's verdict, which it cannot see come back. */
+	return (int)unlinked((__u32)-1);
+}
