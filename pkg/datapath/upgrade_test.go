@@ -10,14 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/rrtraffic"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 )
@@ -146,125 +145,13 @@ func (rp *routedPod) serve(t *testing.T) {
 	}()
 }
 
-// traffic is steady request/response traffic from the client to a routed pod: UDP requests
-// each waiting for its answer, and requests on one TCP connection.
-type traffic struct {
-	stop           chan struct{}
-	once           sync.Once
-	wg             sync.WaitGroup
-	udpOK, udpLost atomic.Int64
-	tcpOK          atomic.Int64
-	tcpErr         atomic.Value // error
-}
-
-// udpTimeout is how long a request waits for its answer before it counts as lost: far above
-// the path's round trip (tens of microseconds), far below a retry a real client would make.
-const udpTimeout = 500 * time.Millisecond
-
-func startTraffic(t *testing.T, client ns.NetNS, to netip.Addr, udpPort, tcpPort uint16) *traffic {
-	tr := &traffic{stop: make(chan struct{})}
-	var (
-		u net.Conn
-		c net.Conn
-	)
-	err := client.Do(func(ns.NetNS) (err error) {
-		if u, err = net.Dial("udp4", netip.AddrPortFrom(to, udpPort).String()); err != nil {
-			return err
-		}
-		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(to, tcpPort).String(), 5*time.Second)
-		return err
+// startTraffic runs steady request/response traffic from the client to the routed pod.
+func startTraffic(t *testing.T, client ns.NetNS, to netip.Addr, udpPort, tcpPort uint16) *rrtraffic.Traffic {
+	return rrtraffic.Start(t, client, rrtraffic.Options{
+		UDP: netip.AddrPortFrom(to, udpPort), TCP: netip.AddrPortFrom(to, tcpPort),
+		// The path's round trip is tens of microseconds.
+		Timeout: 500 * time.Millisecond, Pause: 200 * time.Microsecond, Warmup: 10,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.wg.Add(2)
-	go func() {
-		defer tr.wg.Done()
-		defer u.Close()
-		buf := make([]byte, 64)
-		for i := 0; ; i++ {
-			select {
-			case <-tr.stop:
-				return
-			default:
-			}
-			req := fmt.Sprintf("u%08d", i)
-			if _, err := u.Write([]byte(req)); err != nil {
-				tr.udpLost.Add(1)
-				continue
-			}
-			_ = u.SetReadDeadline(time.Now().Add(udpTimeout))
-			for {
-				n, err := u.Read(buf)
-				if err != nil {
-					tr.udpLost.Add(1)
-					break
-				}
-				if string(buf[:n]) == req {
-					tr.udpOK.Add(1)
-					break
-				} // a late answer to an earlier request: read on
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-	}()
-	go func() {
-		defer tr.wg.Done()
-		defer c.Close()
-		buf := make([]byte, 64)
-		for i := 0; ; i++ {
-			select {
-			case <-tr.stop:
-				return
-			default:
-			}
-			req := fmt.Sprintf("t%08d", i)
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Write([]byte(req)); err != nil {
-				tr.tcpErr.Store(err)
-				return
-			}
-			got := 0
-			for got < len(req) {
-				n, err := c.Read(buf[got:len(req)])
-				if err != nil {
-					tr.tcpErr.Store(err)
-					return
-				}
-				got += n
-			}
-			if string(buf[:got]) != req {
-				tr.tcpErr.Store(fmt.Errorf("TCP answer %q to %q", buf[:got], req))
-				return
-			}
-			tr.tcpOK.Add(1)
-			time.Sleep(200 * time.Microsecond)
-		}
-	}()
-	// The flows exist (learned by the programs) before the test goes on.
-	deadline := time.Now().Add(5 * time.Second)
-	for tr.udpOK.Load() < 10 || tr.tcpOK.Load() < 10 {
-		if time.Now().After(deadline) {
-			tr.finish()
-			t.Fatalf("no steady traffic: udp %d ok %d lost, tcp %d ok, %v", tr.udpOK.Load(), tr.udpLost.Load(), tr.tcpOK.Load(), tr.tcpErr.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return tr
-}
-
-// finish stops the traffic and returns how it went.
-func (tr *traffic) finish() error {
-	tr.once.Do(func() { close(tr.stop) })
-	tr.wg.Wait()
-	var errs []error
-	if n := tr.udpLost.Load(); n > 0 {
-		errs = append(errs, fmt.Errorf("%d of %d UDP requests got no answer", n, n+tr.udpOK.Load()))
-	}
-	if err, _ := tr.tcpErr.Load().(error); err != nil {
-		errs = append(errs, fmt.Errorf("TCP after %d answers: %w", tr.tcpOK.Load(), err))
-	}
-	return errors.Join(errs...)
 }
 
 // upgradeChecked upgrades the routed pod to obj and checks that it is wholly at obj's version.
@@ -336,7 +223,7 @@ func TestUpgradeRoundTrip(t *testing.T) {
 			rp := newRoutedPod(t, c.opts)
 			rp.expectAt(t, this.Version, false)
 			tr := startTraffic(t, rp.client, rp.addr, routedUDPPort, routedTCPPort)
-			defer tr.finish()
+			defer tr.Finish()
 
 			up := rp.upgrade(t, next)
 			if !slices.Contains(up.Migrated, bpffs.FlowsPin) || !slices.Contains(up.Kept, bpffs.CountersPin) {
@@ -352,10 +239,11 @@ func TestUpgradeRoundTrip(t *testing.T) {
 			if again := rp.upgrade(t, this); again.Hooks != 0 {
 				t.Errorf("upgrade to the current version replaced %d programs", again.Hooks)
 			}
-			if err := tr.finish(); err != nil {
+			if err := tr.Finish(); err != nil {
 				t.Error(err)
 			}
-			t.Logf("UDP: %d answered, %d lost; TCP: %d answered", tr.udpOK.Load(), tr.udpLost.Load(), tr.tcpOK.Load())
+			u, l, c := tr.Counts()
+			t.Logf("UDP: %d answered, %d lost; TCP: %d answered", u, l, c)
 		})
 	}
 }
@@ -366,7 +254,7 @@ func TestUpgradeRefusedKeepsPrograms(t *testing.T) {
 	this := thisObject(t)
 	rp := newRoutedPod(t, datapath.Options{Ingress: datapath.IngressTC})
 	tr := startTraffic(t, rp.client, rp.addr, routedUDPPort, routedTCPPort)
-	defer tr.finish()
+	defer tr.Finish()
 	_, err := datapath.Upgrade(rp.pod.Path(), rp.cid, datapath.Refused(nextObject(t), "steer_egress"), rp.opts)
 	if err == nil {
 		t.Fatal("an object the verifier refuses was upgraded to")
@@ -374,7 +262,7 @@ func TestUpgradeRefusedKeepsPrograms(t *testing.T) {
 	t.Logf("refused: %.200s", err)
 	rp.expectAt(t, this.Version, true)
 	time.Sleep(200 * time.Millisecond)
-	if err := tr.finish(); err != nil {
+	if err := tr.Finish(); err != nil {
 		t.Error(err)
 	}
 }
@@ -390,7 +278,7 @@ func TestUpgradeInterrupted(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/then-%08x", step, then.Version.Object), func(t *testing.T) {
 				rp := newRoutedPod(t, datapath.Options{Ingress: datapath.IngressTC})
 				tr := startTraffic(t, rp.client, rp.addr, routedUDPPort, routedTCPPort)
-				defer tr.finish()
+				defer tr.Finish()
 				undo := datapath.StopUpgradeAt(step, 1, crash)
 				_, err := datapath.Upgrade(rp.pod.Path(), rp.cid, next, rp.opts)
 				undo()
@@ -400,7 +288,7 @@ func TestUpgradeInterrupted(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 				rp.upgrade(t, then)
 				time.Sleep(100 * time.Millisecond)
-				if err := tr.finish(); err != nil {
+				if err := tr.Finish(); err != nil {
 					t.Error(err)
 				}
 			})
@@ -420,7 +308,7 @@ func TestUpgradeUnversioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := startTraffic(t, rp.client, rp.addr, routedUDPPort, routedTCPPort)
-	defer tr.finish()
+	defer tr.Finish()
 	if v, err := datapath.ReadVersion(rp.opts.Layout, rp.cid); err != nil || v != (datapath.Version{Layout: datapath.UnversionedLayout}) {
 		t.Fatalf("version of unversioned pins: %v, %v", v, err)
 	}
@@ -429,7 +317,7 @@ func TestUpgradeUnversioned(t *testing.T) {
 		t.Errorf("upgrade of unversioned pins replaced %d programs, kept %v: want the programs replaced, every map kept", u.Hooks, u.Kept)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := tr.finish(); err != nil {
+	if err := tr.Finish(); err != nil {
 		t.Error(err)
 	}
 }

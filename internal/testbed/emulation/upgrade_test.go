@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/internal/testutil/rrtraffic"
 	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 )
@@ -90,7 +90,7 @@ type rolloutEnv struct {
 	*thickEnv
 	layouts [2]bpffs.Layout // each node's own pin root, as each node has its own bpffs
 	pods    []*Pod
-	traffic []*rrTraffic
+	traffic []*rrtraffic.Traffic
 }
 
 // rrTCPPort is the port of the pods' TCP echo server that keeps its connections for as long as
@@ -116,11 +116,14 @@ func newRolloutEnv(t *testing.T, perNode int) *rolloutEnv {
 	}
 	for _, pod := range e.pods {
 		a4, _ := DMZ.Addr(60 + slices.Index(e.pods, pod))
-		e.traffic = append(e.traffic, startRR(t, e.topo.Client, a4))
+		e.traffic = append(e.traffic, rrtraffic.Start(t, e.topo.Client, rrtraffic.Options{
+			UDP: netip.AddrPortFrom(a4, EchoUDPPort), TCP: netip.AddrPortFrom(a4, rrTCPPort),
+			Timeout: time.Second, Pause: time.Millisecond, Warmup: 5,
+		}))
 	}
 	t.Cleanup(func() {
 		for _, tr := range e.traffic {
-			tr.finish()
+			tr.Finish()
 		}
 	})
 	return e
@@ -190,12 +193,13 @@ func TestRollout(t *testing.T) {
 
 	var answered, lost, tcp int64
 	for i, tr := range e.traffic {
-		if err := tr.finish(); err != nil {
+		if err := tr.Finish(); err != nil {
 			t.Errorf("pod %s: %v", e.pods[i].Name, err)
 		}
-		answered += tr.udpOK.Load()
-		lost += tr.udpLost.Load()
-		tcp += tr.tcpOK.Load()
+		u, l, c := tr.Counts()
+		answered += u
+		lost += l
+		tcp += c
 	}
 	t.Logf("%d pods: UDP %d requests answered, %d lost; TCP %d requests answered", len(e.pods), answered, lost, tcp)
 	for i := range 2 {
@@ -262,7 +266,7 @@ func TestRolloutUpgradeFailure(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for i, tr := range e.traffic {
-		if err := tr.finish(); err != nil {
+		if err := tr.Finish(); err != nil {
 			t.Errorf("pod %s: %v", e.pods[i].Name, err)
 		}
 	}
@@ -372,120 +376,4 @@ func startTCPEcho(t *testing.T, n ns.NetNS, port int) {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
-}
-
-// rrTraffic is steady request/response traffic to one pod: UDP requests each waiting for its
-// answer, and requests on one TCP connection.
-type rrTraffic struct {
-	stop    chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
-	udpOK   atomic.Int64
-	udpLost atomic.Int64
-	tcpOK   atomic.Int64
-	tcpErr  atomic.Value // error
-}
-
-// rrTimeout is how long a UDP request waits for its answer before it counts as lost: far above
-// the path's round trip, far below a retry a real client would make.
-const rrTimeout = time.Second
-
-func startRR(t *testing.T, client ns.NetNS, to netip.Addr) *rrTraffic {
-	tr := &rrTraffic{stop: make(chan struct{})}
-	var u, c net.Conn
-	err := client.Do(func(ns.NetNS) (err error) {
-		if u, err = net.Dial("udp", netip.AddrPortFrom(to, EchoUDPPort).String()); err != nil {
-			return err
-		}
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(to, rrTCPPort).String(), 5*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.wg.Add(2)
-	go tr.udp(u)
-	go tr.tcp(c)
-	deadline := time.Now().Add(10 * time.Second)
-	for tr.udpOK.Load() < 5 || tr.tcpOK.Load() < 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no steady traffic to %s: %v", to, tr.finish())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return tr
-}
-
-func (tr *rrTraffic) udp(u net.Conn) {
-	defer tr.wg.Done()
-	defer u.Close()
-	buf := make([]byte, 64)
-	for i := 0; ; i++ {
-		select {
-		case <-tr.stop:
-			return
-		default:
-		}
-		req := fmt.Sprintf("u%08d", i)
-		if _, err := u.Write([]byte(req)); err != nil {
-			tr.udpLost.Add(1)
-			continue
-		}
-		_ = u.SetReadDeadline(time.Now().Add(rrTimeout))
-		for {
-			n, err := u.Read(buf)
-			if err != nil {
-				tr.udpLost.Add(1)
-				break
-			}
-			if string(buf[:n]) == req {
-				tr.udpOK.Add(1)
-				break
-			} // a late answer to an earlier request: read on
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (tr *rrTraffic) tcp(c net.Conn) {
-	defer tr.wg.Done()
-	defer c.Close()
-	buf := make([]byte, 64)
-	for i := 0; ; i++ {
-		select {
-		case <-tr.stop:
-			return
-		default:
-		}
-		req := fmt.Sprintf("t%08d", i)
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte(req)); err != nil {
-			tr.tcpErr.Store(err)
-			return
-		}
-		if _, err := io.ReadFull(c, buf[:len(req)]); err != nil {
-			tr.tcpErr.Store(err)
-			return
-		}
-		if string(buf[:len(req)]) != req {
-			tr.tcpErr.Store(fmt.Errorf("TCP answer %q to %q", buf[:len(req)], req))
-			return
-		}
-		tr.tcpOK.Add(1)
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// finish stops the traffic and says what went wrong.
-func (tr *rrTraffic) finish() error {
-	tr.once.Do(func() { close(tr.stop) })
-	tr.wg.Wait()
-	var errs []error
-	if n := tr.udpLost.Load(); n > 0 {
-		errs = append(errs, fmt.Errorf("%d of %d UDP requests got no answer", n, n+tr.udpOK.Load()))
-	}
-	if err, _ := tr.tcpErr.Load().(error); err != nil {
-		errs = append(errs, fmt.Errorf("TCP after %d answers: %w", tr.tcpOK.Load(), err))
-	}
-	return errors.Join(errs...)
 }
