@@ -139,7 +139,7 @@ func serviceSection(b *strings.Builder, r *Report) {
 		"the Service's ClusterIP, which its default route would send out eth0: the client's own TC program " +
 		"DNATs it to the backend, sends it out net1 and reverse-NATs the replies. Same pod, same programs, same " +
 		"backend and ports; only the address differs. iperf3 from the client (client→backend) and with `-R` " +
-		"(backend→client); request/response as above. IPv4. Goals: throughput ≥ 0.95× the backend's address, " +
+		"(backend→client); request/response with the settings above. IPv4. Goals: throughput ≥ 0.95× the backend's address, " +
 		"at most 2 µs added to the RR p50.\n\n")
 	var rows [][]string
 	for _, v := range set.Variants {
