@@ -4,6 +4,8 @@
 //     TCP request/response latency and multicast packet rates, for every way of getting a reply
 //     out of a pod's secondary interface (direct, broken, static routes, policy routing, Steer
 //     TC and XDP), and the cost of Steer on the primary path;
+//   - a Service on the secondary network: a client pod to a backend through the ClusterIP (the
+//     pod's own programs proxy it) against straight to the backend's address;
 //   - the BPF programs per packet with BPF_PROG_TEST_RUN, every branch, on flow tables of
 //     several sizes, and the flow table's behaviour beyond its capacity;
 //   - CNI ADD/DEL latency from benchmarks/cni, when that package exists.
@@ -25,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +43,7 @@ func main() {
 	}
 }
 
-var allSections = []string{"dataplane", "perpacket", "cni"}
+var allSections = []string{"dataplane", "service", "perpacket", "cni"}
 
 func run() error {
 	quick := flag.Bool("quick", false, "a one-minute smoke run of every section")
@@ -86,6 +89,11 @@ func run() error {
 			errs = append(errs, fmt.Errorf("dataplane: %w", err))
 		}
 	}
+	if want["service"] && ctx.Err() == nil {
+		if err := service(ctx, prefix, p, rep, log); err != nil {
+			errs = append(errs, fmt.Errorf("service: %w", err))
+		}
+	}
 	if want["perpacket"] && ctx.Err() == nil {
 		log.Info("per-packet cost (BPF_PROG_TEST_RUN)")
 		res, err := perpkt.Run(ctx, prefix, p.PerPacket, log)
@@ -105,7 +113,7 @@ func run() error {
 	for _, e := range errs {
 		rep.Notes = append(rep.Notes, "Section failed: "+e.Error())
 	}
-	path, err := write(rep, *out)
+	path, err := write(rep, *out, partial(*sections))
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -114,12 +122,31 @@ func run() error {
 	return errors.Join(errs...)
 }
 
-// write renders the report and its chart into dir; the chart's failure is noted, not fatal.
-func write(rep *report.Report, dir string) (string, error) {
+// partial names a run of some sections only ("service"), so its report does not pass for a full
+// run's; "" for every section.
+func partial(sections string) string {
+	var sel []string
+	for _, s := range allSections {
+		if slices.Contains(strings.Split(strings.ReplaceAll(sections, " ", ""), ","), s) {
+			sel = append(sel, s)
+		}
+	}
+	if len(sel) == len(allSections) {
+		return ""
+	}
+	return strings.Join(sel, "-")
+}
+
+// write renders the report and its chart into dir, named after the run's date and, for a
+// partial run, its sections; the chart's failure is noted, not fatal.
+func write(rep *report.Report, dir, sections string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	name := rep.Start.Format("2006-01-02")
+	if sections != "" {
+		name += "-" + sections
+	}
 	if rep.Quick {
 		name += "-quick"
 	}

@@ -20,7 +20,7 @@ import (
 
 // Chart draws medians of throughput and RR latency per variant into an SVG file (PNG when path
 // ends in .png): the secondary-path variants, then the primary path without and with Steer
-// ("eth0: ..."). A variant that fails is a zero bar marked "(fails)"; ranges are in the tables.
+// ("eth0: ..."), then a Service's client to its backend ("Service: ..."). A variant that fails is a zero bar marked "(fails)"; ranges are in the tables.
 func Chart(r *Report, path string) error {
 	variants, series := chartSeries(r)
 	if len(variants) == 0 {
@@ -65,10 +65,17 @@ func Chart(r *Report, path string) error {
 func chartSeries(r *Report) ([]string, map[string]map[Metric]stats.Series) {
 	var names []string
 	all := map[string]map[Metric]stats.Series{}
-	for _, set := range []struct {
+	sets := []struct {
 		p      *PathSet
 		prefix string
-	}{{r.Secondary, ""}, {r.Primary, "eth0: "}} {
+	}{{r.Secondary, ""}, {r.Primary, "eth0: "}}
+	if r.Service != nil {
+		sets = append(sets, struct {
+			p      *PathSet
+			prefix string
+		}{r.Service.Paths, "Service: "})
+	}
+	for _, set := range sets {
 		if set.p == nil {
 			continue
 		}

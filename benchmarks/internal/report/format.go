@@ -69,7 +69,11 @@ func delta(s, base stats.Series, prec int) string {
 	if len(ds) == 0 {
 		return "–"
 	}
-	sm := stats.Summarise(ds)
+	return deltaSummary(stats.Summarise(ds), prec)
+}
+
+// deltaSummary is a summary of differences, signed, with its range.
+func deltaSummary(sm stats.Summary, prec int) string {
 	if sm.N == 1 || sm.Min == sm.Max {
 		return signed(sm.Median, prec)
 	}

@@ -31,6 +31,7 @@ func Markdown(r *Report, chart string) string {
 	primary(&b, r)
 	multicast(&b, r)
 	counters(&b, r)
+	serviceSection(&b, r)
 	perPacket(&b, r)
 	cni(&b, r)
 	return b.String()
@@ -124,6 +125,44 @@ func primary(b *strings.Builder, r *Report) {
 			cell(s[UDP50], 1), delta(s[UDP50], base[UDP50], 1), cell(s[TCP50], 1), delta(s[TCP50], base[TCP50], 1)})
 	}
 	table(b, []string{"variant", "a→b Gbit/s", "× none", "b→a Gbit/s", "× none", "UDP p50 µs", "Δ", "TCP p50 µs", "Δ"}, rows)
+}
+
+func serviceSection(b *strings.Builder, r *Report) {
+	if r.Service == nil || r.Service.Paths == nil {
+		return
+	}
+	set := r.Service.Paths
+	base := set.Series[set.Variants[0]]
+	b.WriteString("## A Service on the secondary network\n\n")
+	b.WriteString("A client pod on node 0 and one backend pod on node 1, both with eth0 on the overlay and net1 on the " +
+		"DMZ (macvlan, Steer TC). The client reaches the backend straight at its DMZ address (the baseline), or at " +
+		"the Service's ClusterIP, which its default route would send out eth0: the client's own TC program " +
+		"DNATs it to the backend, sends it out net1 and reverse-NATs the replies. Same pod, same programs, same " +
+		"backend and ports; only the address differs. iperf3 from the client (client→backend) and with `-R` " +
+		"(backend→client); request/response with the settings above. IPv4. Goals: throughput ≥ 0.95× the backend's address, " +
+		"at most 2 µs added to the RR p50.\n\n")
+	var rows [][]string
+	for _, v := range set.Variants {
+		s := set.Series[v]
+		rows = append(rows, []string{v, cell(s[Fwd], 2), ratio(s[Fwd], base[Fwd]), cell(s[Rev], 2), ratio(s[Rev], base[Rev])})
+	}
+	table(b, []string{"to", "client→backend Gbit/s", "× backend", "backend→client Gbit/s", "× backend"}, rows)
+	rows = nil
+	for _, v := range set.Variants {
+		s := set.Series[v]
+		rows = append(rows, []string{v, cell(s[UDP50], 1), cell(s[UDP99], 1), delta(s[UDP50], base[UDP50], 1),
+			cell(s[TCP50], 1), cell(s[TCP99], 1), delta(s[TCP50], base[TCP50], 1)})
+	}
+	table(b, []string{"to", "UDP p50 µs", "UDP p99", "UDP Δp50", "TCP p50 µs", "TCP p99", "TCP Δp50"}, rows)
+	if len(r.Service.Frontends) > 0 {
+		b.WriteString("The client's frontend counters after the run (both directions' packets): every ClusterIP " +
+			"measurement went through the proxy.\n\n")
+		rows = nil
+		for _, f := range r.Service.Frontends {
+			rows = append(rows, []string{f.Frontend, f.Backends, fmt.Sprint(f.Packets), fmt.Sprint(f.Connections)})
+		}
+		table(b, []string{"frontend", "backends", "packets", "connections"}, rows)
+	}
 }
 
 func multicast(b *strings.Builder, r *Report) {

@@ -59,6 +59,19 @@ func NewMulticast() *Multicast {
 	return &Multicast{LANs: map[string][]string{}, Sent: map[string]stats.Series{}, Recv: map[string]map[string]stats.Series{}}
 }
 
+// Service is the Service section: a client pod to one backend through the ClusterIP and
+// straight to the backend's address, and the client's frontend counters after the run.
+type Service struct {
+	Paths     *PathSet
+	Frontends []Frontend
+}
+
+// Frontend is one of the client's Service frontends with its counters.
+type Frontend struct {
+	Frontend, Backends   string
+	Packets, Connections uint64
+}
+
 // CNI is the output of benchmarks/cni, when that package exists.
 type CNI struct {
 	Command string
@@ -87,6 +100,7 @@ type Report struct {
 	Secondary *PathSet // client to a pod's secondary address; baseline: direct
 	Primary   *PathSet // pod to pod over eth0; baseline: no programs
 	Multicast *Multicast
+	Service   *Service // client pod to a backend on the DMZ; baseline: the backend's address
 	Counters  []Counters
 	PerPacket *perpkt.Results
 	CNI       *CNI

@@ -20,7 +20,11 @@ func Summary(r *Report) string {
 		w.Flush()
 		b.WriteString("\n")
 	}
-	for _, set := range []*PathSet{r.Secondary, r.Primary} {
+	sets := []*PathSet{r.Secondary, r.Primary}
+	if r.Service != nil {
+		sets = append(sets, r.Service.Paths)
+	}
+	for _, set := range sets {
 		if set == nil {
 			continue
 		}

@@ -55,6 +55,9 @@ func Targets(r *Report) []Target {
 			ts = append(ts, atLeast(fmt.Sprintf("primary path with Steer ≥ 0.98× without (%s)", map[Metric]string{Fwd: "a→b", Rev: "b→a"}[m]), rs, 0.98))
 		}
 	}
+	if r.Service != nil {
+		ts = append(ts, serviceTargets(r.Service.Paths)...)
+	}
 	if res := r.PerPacket; res != nil && len(res.Tables) > 0 {
 		last := res.Tables[len(res.Tables)-1].Label
 		ts = append(ts, nsTarget(r, "primary-path miss ≤ 25 ns", "primary-path miss", 25))
@@ -118,6 +121,56 @@ func rrTarget(set *PathSet, v string, m Metric) Target {
 	return t
 }
 
+// The Service goals: what the ClusterIP costs over the backend's own address.
+const (
+	serviceThroughput = 0.95 // × the backend's address
+	serviceAddedRR    = 2.0  // µs of p50
+)
+
+// serviceTargets: throughput through the ClusterIP ≥ 0.95× straight to the backend, both ways,
+// and at most 2 µs added to the RR p50, pair by pair.
+func serviceTargets(set *PathSet) []Target {
+	if set == nil || len(set.Variants) != 2 {
+		return nil
+	}
+	via, base := set.Series[set.Variants[1]], set.Series[set.Variants[0]]
+	var ts []Target
+	for _, m := range []Metric{Fwd, Rev} {
+		d := map[Metric]string{Fwd: "client→backend", Rev: "backend→client"}[m]
+		t := atLeast(fmt.Sprintf("Service %s throughput ≥ %.2f× the backend's address", d, serviceThroughput),
+			stats.Ratios(via[m], base[m]), serviceThroughput)
+		t.Measured += fmt.Sprintf("; %s vs %s Gbit/s", medianOf(via[m], 2), medianOf(base[m], 2))
+		ts = append(ts, t)
+	}
+	for _, m := range []Metric{UDP50, TCP50} {
+		proto := strings.ToUpper(strings.Fields(string(m))[0])
+		goal := fmt.Sprintf("Service %s RR p50 ≤ the backend's address + %g µs", proto, serviceAddedRR)
+		ds := stats.Diffs(via[m], base[m])
+		if len(ds) == 0 {
+			ts = append(ts, Target{goal, "not measurable: " + failNote(via[m]) + failNote(base[m]), "not met"})
+			continue
+		}
+		s := stats.Summarise(ds)
+		t := Target{Goal: goal, Measured: fmt.Sprintf("added %s µs; %s vs %s µs",
+			deltaSummary(s, 1), medianOf(via[m], 1), medianOf(base[m], 1))}
+		switch {
+		case s.Median <= serviceAddedRR:
+			t.Status = "met"
+		case s.Min <= serviceAddedRR:
+			t.Status = "within noise"
+		default:
+			t.Status = "not met"
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// medianOf is a series' median, or "–" when nothing succeeded.
+func medianOf(s stats.Series, prec int) string {
+	return num(stats.Summarise(s.Values()).Median, prec)
+}
+
 // nsTarget checks the worst median over the cases named prefix (both families, every hook) on
 // the given tables, or all of them, net of the harness's own cost (a no-op program's).
 func nsTarget(r *Report, goal, prefix string, limit float64, tables ...string) Target {
@@ -154,7 +207,7 @@ func targets(b *strings.Builder, r *Report) {
 		return
 	}
 	b.WriteString("## Where we stand\n\n")
-	b.WriteString("Goals of issue 6, not assertions. *Within noise*: the median misses the goal but the best " +
+	b.WriteString("Steer's goals, not assertions. *Within noise*: the median misses the goal but the best " +
 		"repetition reaches it. Per-packet figures are hot-cache medians net of the test harness's own cost " +
 		"(a no-op program of the same type); the cold lookups show what a real flow mix adds. Rows marked " +
 		"(context) are not goals: they separate Steer's cost from its device's.\n\n")
