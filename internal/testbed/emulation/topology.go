@@ -10,10 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"strings"
 
 	"github.com/steernet/steer/internal/testbed/podns"
+	"github.com/steernet/steer/internal/testutil/netscript"
 )
 
 // Addresses. Documentation and benchmarking ranges only, and only inside the namespaces.
@@ -100,99 +99,58 @@ func (t *Topology) wire(ctx context.Context) error {
 	a, b := t.Nodes[0].Name(), t.Nodes[1].Name()
 	dmz, mgmt, router := t.DMZ.Name(), t.Mgmt.Name(), t.Router.Name()
 	client, lanhost := t.Client.Name(), t.LANHost.Name()
-	var s script
+	var s netscript.Script
 	// Forwarding on the nodes and the router; strict rp_filter on the router so a reply that
 	// leaves the pod by the wrong LAN is dropped there, as a real router with uRPF would.
 	for _, n := range []string{a, b, router} {
-		s.sysctl(n, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+		s.Sysctl(n, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	}
-	s.sysctl(router, "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1")
+	s.Sysctl(router, "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1")
 
 	// Underlay and VXLAN overlay.
-	s.veth(a, "ul0", b, "ul0")
+	s.Veth(a, "ul0", b, "ul0")
 	for i, n := range []string{a, b} {
 		peer := 1 - i
-		s.ip(n, "addr add %s/24 dev ul0", Underlay[i])
-		s.ip(n, "link add vxlan0 address %s type vxlan id 42 local %s dev ul0 dstport 4789 nolearning", vxlanMAC[i], Underlay[i])
-		s.ip(n, "link set vxlan0 up")
-		s.ip(n, "addr add %s/32 dev vxlan0", PodCIDR4[i].Addr())
-		s.ip(n, "-6 addr add %s/128 dev vxlan0 nodad", PodCIDR6[i].Addr())
-		s.ip(n, "route add %s via %s dev vxlan0 onlink", PodCIDR4[peer], PodCIDR4[peer].Addr())
-		s.ip(n, "neigh add %s lladdr %s dev vxlan0 nud permanent", PodCIDR4[peer].Addr(), vxlanMAC[peer])
-		s.ip(n, "-6 route add %s via %s dev vxlan0 onlink", PodCIDR6[peer], PodCIDR6[peer].Addr())
-		s.ip(n, "-6 neigh add %s lladdr %s dev vxlan0 nud permanent", PodCIDR6[peer].Addr(), vxlanMAC[peer])
-		s.cmd("bridge", "-n", n, "fdb", "append", vxlanMAC[peer], "dev", "vxlan0", "dst", Underlay[peer])
+		s.IP(n, "addr add %s/24 dev ul0", Underlay[i])
+		s.IP(n, "link add vxlan0 address %s type vxlan id 42 local %s dev ul0 dstport 4789 nolearning", vxlanMAC[i], Underlay[i])
+		s.IP(n, "link set vxlan0 up")
+		s.IP(n, "addr add %s/32 dev vxlan0", PodCIDR4[i].Addr())
+		s.IP(n, "-6 addr add %s/128 dev vxlan0 nodad", PodCIDR6[i].Addr())
+		s.IP(n, "route add %s via %s dev vxlan0 onlink", PodCIDR4[peer], PodCIDR4[peer].Addr())
+		s.IP(n, "neigh add %s lladdr %s dev vxlan0 nud permanent", PodCIDR4[peer].Addr(), vxlanMAC[peer])
+		s.IP(n, "-6 route add %s via %s dev vxlan0 onlink", PodCIDR6[peer], PodCIDR6[peer].Addr())
+		s.IP(n, "-6 neigh add %s lladdr %s dev vxlan0 nud permanent", PodCIDR6[peer].Addr(), vxlanMAC[peer])
+		s.Cmd("bridge", "-n", n, "fdb", "append", vxlanMAC[peer], "dev", "vxlan0", "dst", Underlay[peer])
 	}
 
 	// The two LAN switches; each node has an uplink into each (lan0: DMZ, mgmt0: management).
 	for _, sw := range []string{dmz, mgmt} {
-		s.ip(sw, "link add br0 type bridge")
-		s.ip(sw, "link set br0 up")
+		s.IP(sw, "link add br0 type bridge")
+		s.IP(sw, "link set br0 up")
 	}
 	for i, n := range []string{a, b} {
-		s.uplink(n, "lan0", dmz, fmt.Sprintf("node%d", i))
-		s.uplink(n, "mgmt0", mgmt, fmt.Sprintf("node%d", i))
+		s.Uplink(n, "lan0", dmz, fmt.Sprintf("node%d", i))
+		s.Uplink(n, "mgmt0", mgmt, fmt.Sprintf("node%d", i))
 		// A spare DMZ port per node, for a device moved into a pod with host-device (like a
 		// VF): a veth, so the pod's ingress takes the native XDP path.
-		s.uplink(n, "hd0", dmz, fmt.Sprintf("node%dhd", i))
+		s.Uplink(n, "hd0", dmz, fmt.Sprintf("node%dhd", i))
 	}
 
 	// The router: a leg on each LAN and one on the remote subnet, where the client lives.
-	s.uplink(router, "dmz", dmz, "router")
-	s.uplink(router, "mgmt", mgmt, "router")
-	s.addr(router, "dmz", RouterDMZ4, DMZ4, RouterDMZ6, DMZ6)
-	s.addr(router, "mgmt", RouterMgmt4, Mgmt4, RouterMgmt6, Mgmt6)
-	s.veth(router, "remote", client, "eth0")
-	s.addr(router, "remote", netip.MustParseAddr("203.0.113.1"), Remote4, netip.MustParseAddr("2001:db8:3::1"), Remote6)
-	s.addr(client, "eth0", Client4, Remote4, Client6, Remote6)
-	s.ip(client, "route add default via 203.0.113.1")
-	s.ip(client, "-6 route add default via 2001:db8:3::1")
+	s.Uplink(router, "dmz", dmz, "router")
+	s.Uplink(router, "mgmt", mgmt, "router")
+	s.Addr(router, "dmz", RouterDMZ4, DMZ4, RouterDMZ6, DMZ6)
+	s.Addr(router, "mgmt", RouterMgmt4, Mgmt4, RouterMgmt6, Mgmt6)
+	s.Veth(router, "remote", client, "eth0")
+	s.Addr(router, "remote", netip.MustParseAddr("203.0.113.1"), Remote4, netip.MustParseAddr("2001:db8:3::1"), Remote6)
+	s.Addr(client, "eth0", Client4, Remote4, Client6, Remote6)
+	s.IP(client, "route add default via 203.0.113.1")
+	s.IP(client, "-6 route add default via 2001:db8:3::1")
 
 	// A host on the DMZ LAN itself.
-	s.uplink(lanhost, "eth0", dmz, "lanhost")
-	s.addr(lanhost, "eth0", LANHost4, DMZ4, LANHost6, DMZ6)
-	s.ip(lanhost, "route add default via %s", RouterDMZ4)
-	s.ip(lanhost, "-6 route add default via %s", RouterDMZ6)
-	return s.run(ctx)
-}
-
-// script collects commands and runs them in order, stopping at the first failure.
-type script struct{ cmds [][]string }
-
-func (s *script) cmd(args ...string) { s.cmds = append(s.cmds, args) }
-
-func (s *script) ip(ns, format string, a ...any) {
-	s.cmd(append([]string{"ip", "-n", ns}, strings.Fields(fmt.Sprintf(format, a...))...)...)
-}
-
-func (s *script) sysctl(ns string, kv ...string) {
-	s.cmd(append([]string{"ip", "netns", "exec", ns, "sysctl", "-qw"}, kv...)...)
-}
-
-// veth joins two namespaces; the names are local to each namespace.
-func (s *script) veth(ns1, name1, ns2, name2 string) {
-	s.cmd("ip", "-n", ns1, "link", "add", name1, "type", "veth", "peer", "name", name2, "netns", ns2)
-	s.ip(ns1, "link set %s up", name1)
-	s.ip(ns2, "link set %s up", name2)
-}
-
-// uplink plugs a namespace into a LAN switch's bridge.
-func (s *script) uplink(ns, name, sw, port string) {
-	s.veth(ns, name, sw, port)
-	s.ip(sw, "link set %s master br0", port)
-}
-
-func (s *script) addr(ns, dev string, a4 netip.Addr, p4 netip.Prefix, a6 netip.Addr, p6 netip.Prefix) {
-	s.ip(ns, "addr add %s/%d dev %s", a4, p4.Bits(), dev)
-	s.ip(ns, "-6 addr add %s/%d dev %s nodad", a6, p6.Bits(), dev)
-}
-
-func (s *script) run(ctx context.Context) error {
-	for _, c := range s.cmds {
-		out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %w: %s", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
-		}
-	}
-	return nil
+	s.Uplink(lanhost, "eth0", dmz, "lanhost")
+	s.Addr(lanhost, "eth0", LANHost4, DMZ4, LANHost6, DMZ6)
+	s.IP(lanhost, "route add default via %s", RouterDMZ4)
+	s.IP(lanhost, "-6 route add default via %s", RouterDMZ6)
+	return s.Run(ctx)
 }
