@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ const (
 	svcHTTPPort = 80
 	svcDNSPort  = 53
 	whoPort     = 8082 // each backend answers a connection with who it is
+	connections = 8    // new connections the client makes once served
 	// programmedWithin bounds how long the Service takes to be served once steerd runs: the
 	// controller's election, its EndpointSlices, the node agent programming the client pod.
 	programmedWithin = 20 * time.Second
@@ -102,7 +104,17 @@ func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 		errUDP := emulation.ProbeUDP(ctx, client.NS, dns)
 		e.p.say("pod client %s -> %s %-16s TCP %s   UDP %s", c4, svcName, clusterIP, mark(errTCP == nil), mark(errUDP == nil))
 		if errTCP == nil {
-			e.p.say("answered by %s", answer)
+			// New connections are balanced over the backends: show who took a few.
+			answers := []string{answer}
+			for range connections - 1 {
+				if a, err := askWho(ctx, client.NS, http); err == nil && !slices.Contains(answers, a) {
+					answers = append(answers, a)
+				}
+			}
+			slices.Sort(answers)
+			for _, a := range answers {
+				e.p.say("answered by %s", a)
+			}
 		}
 		if !on {
 			why := errTCP
@@ -113,7 +125,8 @@ func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 				e.p.say("what the client sees: %s", firstLine(why.Error()))
 			}
 			route, _ := client.Exec(ctx, "ip", "route", "get", clusterIP.String())
-			e.p.say("why: kube-proxy leaves multus-proxy Services alone, and the pod routes the ClusterIP by its default route: %s", firstLine(route))
+			route, _, _ = strings.Cut(firstLine(route), " uid ")
+			e.p.say("why: kube-proxy leaves multus-proxy Services alone, and the pod routes the ClusterIP by its default route: %s", route)
 		} else {
 			e.p.cmd(ctx, e.Steerctl, "-bpffs", e.layout.Root, "services", client.ContainerID)
 		}
