@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Options) (verdicts []Verdict, err error) {
 	if err := e.setup(ctx); err != nil {
 		return nil, err
 	}
-	for _, story := range []func(context.Context) (Verdict, error){e.seed002, e.seed000, e.seed001} {
+	for _, story := range []func(context.Context) (Verdict, error){e.seed002, e.seed000, e.seed001, e.seed001Service} {
 		v, err := story(ctx)
 		if err != nil {
 			return verdicts, err
@@ -181,6 +181,8 @@ func (e *env) startSteerd(ctx context.Context, on bool) error {
 	for i, h := range e.hosts {
 		d, err := emulation.StartSteerd(ctx, e.topo.Nodes[i], i, h, emulation.SteerdOptions{
 			Binary: e.Steerd, Kubeconfig: e.cluster.Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: on, LogLevel: "error",
+			// Services on secondary networks come with steering: both are what Steer adds to Multus.
+			Services: on,
 		})
 		if err != nil {
 			return err

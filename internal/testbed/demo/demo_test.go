@@ -44,7 +44,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(verdicts) != 3 {
+	if len(verdicts) != 4 {
 		t.Fatalf("verdicts = %+v", verdicts)
 	}
 	for _, v := range verdicts {
@@ -52,7 +52,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s: broken without Steer %t, fixed with it %t", v.Story, v.Broken, v.Fixed)
 		}
 	}
-	for _, want := range []string{"network-status", "steerctl", "next-hop", "pinned", `"peer_mac"`} {
+	for _, want := range []string{"network-status", "steerctl", "next-hop", "pinned", `"peer_mac"`, "multus-proxy", "web-dmz", "conns"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

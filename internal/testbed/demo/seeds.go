@@ -43,13 +43,22 @@ func (e *env) modes(ctx context.Context, story func(ctx context.Context, on bool
 
 // runPod creates a pod through the apiserver and the node's CNI config; stop removes it.
 func (e *env) runPod(ctx context.Context, node int, name, networks string) (*emulation.Pod, func(), error) {
+	return e.runLabelledPod(ctx, node, name, networks, nil)
+}
+
+// runLabelledPod is runPod for a pod with labels.
+func (e *env) runLabelledPod(ctx context.Context, node int, name, networks string, labels map[string]string) (*emulation.Pod, func(), error) {
 	pod, err := e.kubelets[node].RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Namespace: e.ns, Annotations: map[string]string{k8s.NetworksAnnotation: networks},
+		Name: name, Namespace: e.ns, Labels: labels, Annotations: map[string]string{k8s.NetworksAnnotation: networks},
 	}})
 	if err != nil {
 		return nil, nil, err
 	}
-	e.p.say("pod %s on node-%c  %s=%s", name, 'a'+node, k8s.NetworksAnnotation, networks)
+	shown := ""
+	for k, v := range labels {
+		shown += fmt.Sprintf("  %s=%s", k, v)
+	}
+	e.p.say("pod %s on node-%c%s  %s=%s", name, 'a'+node, shown, k8s.NetworksAnnotation, networks)
 	stop := func() {
 		if err := e.kubelets[node].StopPod(context.Background(), pod); err != nil {
 			e.p.say("! stopping %s: %v", name, err)
