@@ -201,14 +201,23 @@ func TestServiceThroughSteerd(t *testing.T) {
 	if _, err := client.CoreV1().Services(e.ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for ProbeTCP(ctx, cli.NS, netip.AddrPortFrom(ip4, svcWebPort)) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the ClusterIP %s did not answer 15 s after the Service was labelled", ip4)
+	fe := service.Frontend{Addr: netip.AddrPortFrom(ip4, svcWhoPort), Proto: service.TCP}
+	for a := range backends {
+		for {
+			has, err := programmedHas(e.layout, cli.ContainerID, fe, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if has {
+				break
+			}
+			if time.Since(labelled) > 15*time.Second {
+				t.Fatalf("the client has no entry of backend %s 15 s after the Service was labelled", a)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("labelled Service to the client's first answer: %v", time.Since(labelled).Round(time.Millisecond))
+	t.Logf("labelled Service to both backends in the client's maps: %v", time.Since(labelled).Round(time.Millisecond))
 
 	t.Run("backends", func(t *testing.T) {
 		for i, err := range probeAll(cli.NS) {
@@ -277,7 +286,6 @@ func TestServiceThroughSteerd(t *testing.T) {
 		if err := client.CoreV1().Pods(e.ns).Delete(ctx, backends[gone].Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 			t.Fatal(err)
 		}
-		fe := service.Frontend{Addr: netip.AddrPortFrom(ip4, svcWhoPort), Proto: service.TCP}
 		var sliceAt, mapsAt time.Time
 		for sliceAt.IsZero() || mapsAt.IsZero() {
 			if time.Since(deleted) > 10*time.Second {
