@@ -105,15 +105,22 @@ func (e *kubeEnv) run(t *testing.T, node int, name, networks string) *Pod {
 
 // runE creates a pod and registers its removal; safe to call from any goroutine.
 func (e *kubeEnv) runE(t *testing.T, node int, name, networks string) (*Pod, error) {
-	pod, err := e.kubelets[node].RunPod(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+	return e.runObject(t, node, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: name, Namespace: e.ns, Annotations: map[string]string{k8s.NetworksAnnotation: networks},
 	}})
+}
+
+// runObject is runE with the pod object given (its namespace is the env's).
+func (e *kubeEnv) runObject(t *testing.T, node int, obj *corev1.Pod) (*Pod, error) {
+	obj = obj.DeepCopy()
+	obj.Namespace = e.ns
+	pod, err := e.kubelets[node].RunPod(context.Background(), obj)
 	if err != nil {
-		return nil, fmt.Errorf("run pod %s: %w", name, err)
+		return nil, fmt.Errorf("run pod %s: %w", obj.Name, err)
 	}
 	t.Cleanup(func() {
 		if err := e.kubelets[node].StopPod(context.Background(), pod); err != nil {
-			t.Errorf("stop pod %s: %v", name, err)
+			t.Errorf("stop pod %s: %v", obj.Name, err)
 		}
 	})
 	return pod, nil

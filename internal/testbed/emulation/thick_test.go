@@ -46,12 +46,15 @@ type thickEnv struct {
 func newThickEnv(t *testing.T) *thickEnv { return newThickEnvOf(t, DualStack) }
 
 // newThickEnvOf is newThickEnv with a primary network of the given address families.
-func newThickEnvOf(t *testing.T, fams Families) *thickEnv {
+func newThickEnvOf(t *testing.T, fams Families) *thickEnv { return newThickEnvWith(t, fams, false) }
+
+// newThickEnvWith is newThickEnvOf with steerd serving Services on secondary networks or not.
+func newThickEnvWith(t *testing.T, fams Families, services bool) *thickEnv {
 	e := &thickEnv{kubeEnv: newKubeEnvOf(t, true, fams), layout: nstest.BPFRoot(t)}
 	for i, k := range e.kubelets {
 		e.hosts[i] = k.Host
 		// The thin-mode config newKubeEnv installed is replaced by steerd's.
-		e.opts[i] = SteerdOptions{Binary: steerdBinary(t), Kubeconfig: kubetest.Cluster(t).Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: true}
+		e.opts[i] = SteerdOptions{Binary: steerdBinary(t), Kubeconfig: kubetest.Cluster(t).Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: true, Services: services}
 		e.start(t, i)
 	}
 	return e
