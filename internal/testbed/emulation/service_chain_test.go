@@ -123,7 +123,8 @@ func programmedHas(layout bpffs.Layout, id string, fe service.Frontend, addr net
 // plugin wrote; each node's agent programs its pods; a client pod on the DMZ reaches the
 // ClusterIP (TCP, UDP, IPv4, IPv6) and backends on both nodes answer at their DMZ addresses. A
 // backend deleted while a stream runs to the other: the stream runs on, new connections leave
-// it within about a second. A pod not on the DMZ is not affected. The same Service without the
+// it within about a second. A pod not on the DMZ is not affected, and the client still reaches
+// a primary network's Service through kube-proxy's path (a DNAT on its node). The same Service without the
 // multus-proxy label and service-network annotation answers nothing: the emulation has no
 // other Service proxy.
 func TestServiceThroughSteerd(t *testing.T) {
@@ -257,6 +258,32 @@ func TestServiceThroughSteerd(t *testing.T) {
 		}
 		checkNoServiceState(t, e.layout, plain.ContainerID)
 		expectProbes(t, e.topo, "client", true, m4, m6)
+	})
+
+	t.Run("primary-network-service", func(t *testing.T) {
+		// kube-proxy's path, as a DNAT on node A from a ClusterIP of the primary network to the
+		// plain pod's eth0 address: the client's programs, which proxy the DMZ Service, leave it
+		// to the primary network.
+		out, err := plain.Exec(ctx, "ip", "-4", "-o", "addr", "show", "dev", "eth0", "scope", "global")
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := netip.MustParsePrefix(strings.Fields(out)[3]).Addr()
+		primaryIP := netip.AddrPortFrom(netip.MustParseAddr("198.18.99.10"), 80)
+		node := e.topo.Nodes[0].Name()
+		rule := []string{"-t", "nat", "PREROUTING", "-d", primaryIP.Addr().String(), "-p", "tcp",
+			"--dport", "80", "-j", "DNAT", "--to-destination", netip.AddrPortFrom(target, EchoTCPPort).String()}
+		iptables := func(op string) error {
+			_, err := execIn(ctx, node, append([]string{"iptables", rule[0], rule[1], op}, rule[2:]...)...)
+			return err
+		}
+		if err := iptables("-A"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = iptables("-D") })
+		if err := ProbeTCP(ctx, cli.NS, primaryIP); err != nil {
+			t.Errorf("the primary network's Service from a pod that proxies the DMZ's: %v", err)
+		}
 	})
 
 	t.Run("scale-down", func(t *testing.T) {
