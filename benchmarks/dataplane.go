@@ -17,17 +17,12 @@ import (
 
 // dataplane builds the emulated cluster, measures every path variant interleaved, and removes
 // everything, also when interrupted.
-func dataplane(ctx context.Context, prefix string, p params, rep *report.Report, log *slog.Logger) (err error) {
+func dataplane(ctx context.Context, prefix string, p params, rep *report.Report, log *slog.Logger) error {
 	log.Info("building the two-node emulation and its pods")
-	l, err := lab.New(ctx, prefix, p.RR.CPU)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
-		}
-	}()
+	return withLab(ctx, prefix, p, func(l *lab.Lab) error { return measureDataplane(ctx, l, p, rep, log) })
+}
+
+func measureDataplane(ctx context.Context, l *lab.Lab, p params, rep *report.Report, log *slog.Logger) error {
 	setup, err := l.Build(ctx)
 	if err != nil {
 		return err
@@ -78,22 +73,33 @@ func counters(l *lab.Lab, s *lab.Setup) []report.Counters {
 }
 
 // holdLab builds the emulation and keeps it until ctx ends, for inspection with ip netns exec.
-func holdLab(ctx context.Context, prefix string, p params, log *slog.Logger) (err error) {
+func holdLab(ctx context.Context, prefix string, p params, log *slog.Logger) error {
+	return withLab(ctx, prefix, p, func(l *lab.Lab) error {
+		setup, err := l.Build(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range append(setup.Secondary, setup.Primary...) {
+			log.Info("path", "variant", p.Name, "from", p.From.Name(), "to", p.To, "pod", p.Pod.NS.Name())
+		}
+		log.Info("holding the emulation; Ctrl-C removes it", "pins", l.Layout.Root)
+		<-ctx.Done()
+		return nil
+	})
+}
+
+// withLab runs f on a new lab and removes the lab afterwards, also when f fails or ctx ends.
+func withLab(ctx context.Context, prefix string, p params, f func(*lab.Lab) error) (err error) {
 	l, err := lab.New(ctx, prefix, p.RR.CPU)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, l.Close()) }()
-	setup, err := l.Build(ctx)
-	if err != nil {
-		return err
-	}
-	for _, p := range append(setup.Secondary, setup.Primary...) {
-		log.Info("path", "variant", p.Name, "from", p.From.Name(), "to", p.To, "pod", p.Pod.NS.Name())
-	}
-	log.Info("holding the emulation; Ctrl-C removes it", "pins", l.Layout.Root)
-	<-ctx.Done()
-	return nil
+	defer func() {
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
+		}
+	}()
+	return f(l)
 }
 
 func names(ps []lab.Path) []string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -13,17 +12,12 @@ import (
 // service measures a client pod reaching one backend on the DMZ through the Service's
 // ClusterIP (the pod's own programs DNAT it) and straight at the backend's address, interleaved
 // like the dataplane's variants, on an emulation of its own.
-func service(ctx context.Context, prefix string, p params, rep *report.Report, log *slog.Logger) (err error) {
+func service(ctx context.Context, prefix string, p params, rep *report.Report, log *slog.Logger) error {
 	log.Info("building the two-node emulation with a Service on the DMZ")
-	l, err := lab.New(ctx, prefix, p.RR.CPU)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
-		}
-	}()
+	return withLab(ctx, prefix, p, func(l *lab.Lab) error { return measureService(ctx, l, p, rep, log) })
+}
+
+func measureService(ctx context.Context, l *lab.Lab, p params, rep *report.Report, log *slog.Logger) error {
 	setup, err := l.BuildService(ctx)
 	if err != nil {
 		return err

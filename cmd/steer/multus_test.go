@@ -2,8 +2,6 @@ package main_test
 
 import (
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
+	"github.com/steernet/steer/internal/testutil/files"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -67,27 +66,6 @@ func (f *fixture) multusConf(t *testing.T, cniDir string, asFile bool) []byte {
 	return conf
 }
 
-// filesUnder lists the files below dir, relative to it.
-func filesUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		out = append(out, rel)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // A pod that the real Multus attached (thin plugin, cluster network and two NADs) is deleted
 // by steer after the switch: every delegate's DEL runs, from Multus' cache.
 func TestDelOfPodMultusAttached(t *testing.T) {
@@ -117,7 +95,7 @@ func testDelOfPodMultusAttached(t *testing.T, asFile bool) {
 		t.Errorf("CHECK: %v", err)
 	}
 	f.del(t, p, conf)
-	if left := filesUnder(t, multusDir); len(left) > 0 {
+	if left := files.Below(t, multusDir); len(left) > 0 {
 		t.Errorf("left in Multus' cniDir: %v", left)
 	}
 }
@@ -175,13 +153,13 @@ func TestGCOfPodsMultusAttached(t *testing.T) {
 	if !slices.Equal(got, aliveIPs) {
 		t.Errorf("allocations after GC %v, want only the live pod's %v", got, aliveIPs)
 	}
-	for _, file := range filesUnder(t, multusDir) {
+	for _, file := range files.Below(t, multusDir) {
 		if strings.Contains(file, gone.ContainerID) {
 			t.Errorf("left of the stale pod in Multus' cniDir: %s", file)
 		}
 	}
 	f.del(t, alive, conf)
-	if left := filesUnder(t, multusDir); len(left) > 0 {
+	if left := files.Below(t, multusDir); len(left) > 0 {
 		t.Errorf("left in Multus' cniDir: %v", left)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/steernet/steer/internal/testutil/files"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/install"
@@ -154,7 +155,7 @@ func (n *multusNode) allocations(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	for _, dir := range []string{n.host.IPAMDir(), n.nadIPAM} {
-		for _, f := range filesBelow(t, dir) {
+		for _, f := range files.Below(t, dir) {
 			if b := filepath.Base(f); b != "lock" && !strings.HasPrefix(b, "last_reserved_ip") {
 				out = append(out, f)
 			}
@@ -169,7 +170,7 @@ func (n *multusNode) caches(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	for _, dir := range []string{n.cacheDir, n.host.CNIDir(), n.pinRoot} {
-		for _, f := range filesBelow(t, dir) {
+		for _, f := range files.Below(t, dir) {
 			if filepath.Base(f) != "lock" && !strings.HasSuffix(f, ".lock") {
 				out = append(out, f)
 			}
@@ -334,25 +335,4 @@ func TestReplaceMultusOnRunningNode(t *testing.T) {
 	if got := n.caches(t); len(got) != 0 {
 		t.Errorf("left in the caches: %v", got)
 	}
-}
-
-// filesBelow lists the regular files below dir (none when it does not exist).
-func filesBelow(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		out = append(out, rel)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -29,26 +29,9 @@ const reachedPort = 8083
 // reachedServer answers every TCP connection with the address it was reached at, then closes
 // it: through a Service, which backend took the connection and on which of its addresses.
 func reachedServer(t *testing.T, n ns.NetNS) {
-	t.Helper()
-	var l net.Listener
-	err := n.Do(func(ns.NetNS) (err error) {
-		l, err = net.Listen("tcp", fmt.Sprintf(":%d", reachedPort))
-		return err
+	answerServer(t, n, reachedPort, func(c net.Conn) string {
+		return c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()))
-			c.Close()
-		}
-	}()
 }
 
 // setReady sets the pod's Ready condition through the status subresource, as its kubelet

@@ -40,10 +40,15 @@ const (
 
 // whoServer answers every TCP connection on whoPort with name, then closes it.
 func whoServer(t *testing.T, n ns.NetNS, name string) {
+	answerServer(t, n, whoPort, func(net.Conn) string { return name })
+}
+
+// answerServer answers every TCP connection on port with what answer says of it, then closes it.
+func answerServer(t *testing.T, n ns.NetNS, port int, answer func(net.Conn) string) {
 	t.Helper()
 	var l net.Listener
 	err := n.Do(func(ns.NetNS) (err error) {
-		l, err = net.Listen("tcp", fmt.Sprintf(":%d", whoPort))
+		l, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
 		return err
 	})
 	if err != nil {
@@ -56,7 +61,7 @@ func whoServer(t *testing.T, n ns.NetNS, name string) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(name))
+			_, _ = c.Write([]byte(answer(c)))
 			c.Close()
 		}
 	}()
