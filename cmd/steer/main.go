@@ -96,6 +96,9 @@ func run(args *skel.CmdArgs, verb string, do func(context.Context, *engine.Engin
 // DEL could report success for interfaces the DEL had removed.
 func runThin(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs, verb string, log *slog.Logger,
 	do func(context.Context, *engine.Engine, *netconf.Conf) error) error {
+	if verb == "ADD" {
+		warmDataplane(conf)
+	}
 	if verb == "ADD" || verb == "DEL" || verb == "CHECK" {
 		unlock, err := engine.LockContainer(ctx, conf.CNIDir, args.ContainerID)
 		if err != nil {
