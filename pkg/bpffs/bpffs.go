@@ -96,6 +96,23 @@ func LinkPin(ifname, hook string) string {
 	return "link-" + ifname + "-" + hook
 }
 
+// LinkHooks are the hooks a link pin can name.
+var LinkHooks = []string{"ingress", "egress", "xdp"}
+
+// ParseLinkPin is the inverse of LinkPin; ok is false for a pin that is not a link's.
+func ParseLinkPin(name string) (ifname, hook string, ok bool) {
+	rest, found := strings.CutPrefix(name, "link-")
+	if !found {
+		return "", "", false
+	}
+	for _, h := range LinkHooks {
+		if ifname, found := strings.CutSuffix(rest, "-"+h); found && ifname != "" {
+			return ifname, h, true
+		}
+	}
+	return "", "", false
+}
+
 // Containers lists the container IDs that have pins.
 func (l Layout) Containers() ([]string, error) {
 	entries, err := os.ReadDir(l.Root)

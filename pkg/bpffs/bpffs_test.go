@@ -167,3 +167,19 @@ func TestEnsureMountedFreshNodeAndExistingBPFFS(t *testing.T) {
 		}
 	})
 }
+
+func TestParseLinkPin(t *testing.T) {
+	for _, ifname := range []string{"eth0", "net1", "net-1", "a-ingress"} {
+		for _, hook := range LinkHooks {
+			got, gotHook, ok := ParseLinkPin(LinkPin(ifname, hook))
+			if !ok || got != ifname || gotHook != hook {
+				t.Errorf("ParseLinkPin(LinkPin(%q, %q)) = %q, %q, %v", ifname, hook, got, gotHook, ok)
+			}
+		}
+	}
+	for _, name := range []string{"flows", "config", "link-", "link--egress", "link-eth0", "link-eth0-tc", "svc-state"} {
+		if ifname, hook, ok := ParseLinkPin(name); ok {
+			t.Errorf("ParseLinkPin(%q) = %q, %q, true; want not a link pin", name, ifname, hook)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
@@ -86,17 +88,14 @@ func undoKernel(itfs []datapath.Interface) error {
 // Detach removes the programs and pins and undoes the kernel settings on the interfaces still
 // in the namespace. A missing namespace, pins or interfaces are not errors.
 func (b BPF) Detach(_ context.Context, containerID, netnsPath string) error {
-	var itfs []datapath.Interface
-	if st, err := datapath.ReadPinned(b.layout(), containerID); err == nil {
-		itfs = st.Interfaces
-	}
+	steered := steeredInterfaces(b.layout(), containerID)
 	errs := []error{datapath.Detach(netnsPath, containerID, b.Options)}
 	if netnsPath != "" {
 		err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 			var present []datapath.Interface
-			for _, itf := range itfs {
-				if _, err := net.InterfaceByName(itf.Name); err == nil {
-					present = append(present, itf)
+			for _, name := range steered {
+				if _, err := net.InterfaceByName(name); err == nil {
+					present = append(present, datapath.Interface{Name: name, Pin: true})
 				}
 			}
 			return undoKernel(present)
@@ -107,6 +106,46 @@ func (b BPF) Detach(_ context.Context, containerID, netnsPath string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// steeredInterfaces names the interfaces whose knobs Attach set: those with a learning hook.
+// Their link pins say so without reading the pinned configuration, which needs the BPF object
+// parsed (10-20 ms in a fresh plugin process, the bulk of a DEL's dataplane work). Legacy TC
+// filters leave no link pins: then the configuration is read.
+func steeredInterfaces(layout bpffs.Layout, containerID string) []string {
+	dir, err := layout.Dir(containerID)
+	if err != nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	links := false
+	for _, e := range entries {
+		ifname, hook, ok := bpffs.ParseLinkPin(e.Name())
+		if !ok {
+			continue
+		}
+		links = true
+		if hook != "egress" && !slices.Contains(names, ifname) {
+			names = append(names, ifname)
+		}
+	}
+	if links {
+		return names
+	}
+	st, err := datapath.ReadPinned(layout, containerID)
+	if err != nil {
+		return nil
+	}
+	for _, itf := range st.Interfaces {
+		if itf.Pin {
+			names = append(names, itf.Name)
+		}
+	}
+	return names
 }
 
 func (b BPF) layout() bpffs.Layout {
