@@ -13,9 +13,10 @@ import (
 	"github.com/steernet/steer/benchmarks/internal/report"
 )
 
-// cniDir is another engineer's package of CNI ADD/DEL benchmarks; its output goes into the
-// report verbatim when it exists. Go benchmarks are run with `go test -bench` as its doc.go
-// says, a command with `go run`.
+// cniDir holds the CNI benchmarks (package cni): ADD and DEL latency of steer against its
+// delegates and Multus, thin and thick, and steerd at scale. Its output goes into the report
+// verbatim. Go benchmarks are run with `go test -bench` as its doc.go says, a command with
+// `go run`.
 const cniDir = "./benchmarks/cni"
 
 func runCNI(ctx context.Context, quick bool, log *slog.Logger) *report.CNI {
@@ -27,16 +28,17 @@ func runCNI(ctx context.Context, quick bool, log *slog.Logger) *report.CNI {
 	switch {
 	case hasBenchmarks(files):
 		// As benchmarks/cni/doc.go says: the benchmark loops over its own iterations.
-		args = []string{"test", "-count=1", "-run", "^$", "-bench", ".", "-benchtime", "1x", cniDir}
+		args = []string{"test", "-count=1", "-run", "^$", "-bench", ".", "-benchtime", "1x", "-timeout", "40m", cniDir}
 		if quick {
-			args = append(args, "-args", "-iterations", "5")
+			args = append(args, "-args", "-iterations", "5", "-scale-pods", "20", "-burst", "20")
 		}
 	case quick:
 		return &report.CNI{Command: "go " + strings.Join(args, " "), Err: "skipped with -quick (a command of unknown length)"}
 	}
 	log.Info("CNI ADD/DEL", "command", "go "+strings.Join(args, " "))
-	// Four paths and the direct delegates, 30 pods each per row: ~2-4 min on a shared 2-CPU VM.
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	// Six paths and the direct delegates, 30 pods each per row (~8 min on a shared 2-CPU VM),
+	// then steerd at scale (~6 min).
+	ctx, cancel := context.WithTimeout(ctx, 40*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	var out bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,14 @@ type path struct {
 	name, about string
 	conf        []byte
 	api         bool // secondaries from the pod's annotation; else defaultNetworks in confDir
+	peer        string
 }
+
+// Multus' paths, the peers steer's rows are compared with: thin and thick.
+const (
+	multusThin  = "multus"
+	multusThick = "multus-thick"
+)
 
 func BenchmarkCNI(b *testing.B) {
 	n := cninode.NewNode(b)
@@ -60,7 +68,7 @@ func BenchmarkCNI(b *testing.B) {
 		n.CreateNAD(b, namespace, name, c)
 		n.WriteConfFile(b, fmt.Sprintf("20-%s.conf", name), c)
 	}
-	multus := multusConf(b, n, cluster)
+	multusBin, multus := multusConf(b, n, cluster)
 	// Multus logs every event it posts to stderr: kept out of the tables, shown on failure.
 	stderr, err := os.Create(filepath.Join(n.Dir, "plugins.stderr"))
 	if err != nil {
@@ -78,21 +86,30 @@ func BenchmarkCNI(b *testing.B) {
 	runner := delegate.NewRunner([]string{n.BinDir}, b.TempDir(), nil)
 	// Production-like logging: info, to a file only.
 	base := map[string]any{"clusterNetwork": clusterPath, "logLevel": "info", "apiTimeout": "60s"}
-	steerPath := func(name, about string, extra map[string]any, api bool) path {
+	steerConf := func(extra map[string]any) []byte {
 		c := maps.Clone(base)
 		maps.Copy(c, extra)
-		return path{name: name, about: about, conf: n.Conf(b, c), api: api}
+		return n.Conf(b, c)
 	}
+	// One steerd serves both thick paths: the plugin's configuration travels with each verb.
+	_, thick := startSteerd(b, n, cluster, steerConf(map[string]any{"steering": true}))
+	thickPlain := withKey(b, thick, "steering", false)
+	_, shim := startMultusDaemon(b, n, multusBin, cluster, multus)
 	paths := []path{
-		steerPath("noapi", "no apiserver: secondaries are defaultNetworks in confDir, steering off (process and engine cost)",
-			map[string]any{"kubeconfig": nil, "steering": false}, false),
-		steerPath("plain", "thin mode: pod, NADs and network-status through the apiserver, steering off (what Multus does)",
-			map[string]any{"steering": false}, true),
-		steerPath("steering", "thin mode with eBPF steering attached", map[string]any{"steering": true}, true),
-		{name: "multus", about: "Multus " + multusVersion + " thin plugin, same delegates, NADs and kubeconfig", conf: multus, api: true},
+		{name: "noapi", about: "no apiserver: secondaries are defaultNetworks in confDir, steering off (process and engine cost)",
+			conf: steerConf(map[string]any{"kubeconfig": nil, "steering": false}), peer: multusThin},
+		{name: "plain", about: "thin mode: pod, NADs and network-status through the apiserver, steering off (what Multus does)",
+			conf: steerConf(map[string]any{"steering": false}), api: true, peer: multusThin},
+		{name: "steering", about: "thin mode with eBPF steering attached", conf: steerConf(map[string]any{"steering": true}), api: true, peer: multusThin},
+		{name: "thick-plain", about: "thick mode: the plugin hands the verb to steerd (informer cache, engine), steering off",
+			conf: thickPlain, api: true, peer: multusThick},
+		{name: "thick", about: "thick mode with eBPF steering attached (by steerd)", conf: thick, api: true, peer: multusThick},
+		{name: multusThin, about: "Multus " + multusVersion + " thin plugin, same delegates, NADs and kubeconfig", conf: multus, api: true},
+		{name: multusThick, about: "Multus " + multusVersion + " thick plugin: multus-shim and multus-daemon, same delegates and NADs", conf: shim, api: true},
 	}
 	// Every path and the direct delegates are measured pod after pod, interleaved (the order
-	// rotating), so drift on a shared machine hits them alike.
+	// rotating), so drift on a shared machine hits them alike. An iteration's pods are created
+	// first, so the daemons' informers have them when ADD comes, as on a node.
 	samples := make([][]sample, len(paths)) // [path][k]
 	for i := range samples {
 		samples[i] = make([]sample, maxSecondaries+1)
@@ -104,39 +121,51 @@ func BenchmarkCNI(b *testing.B) {
 			nets[i] = fmt.Sprintf("net-%d", i+1)
 		}
 		for it := 0; it < *iterations; it++ {
+			pods := make([]*cninode.Pod, len(paths))
+			for i, p := range paths {
+				annotation := strings.Join(nets, ",")
+				if !p.api {
+					annotation = ""
+				}
+				pods[i] = createPod(b, n, namespace, fmt.Sprintf("%s-k%d-%d", p.name, k, it), annotation)
+			}
 			for j := range paths {
 				i := (it + j) % len(paths)
-				p := paths[i]
-				conf, annotation := p.conf, strings.Join(nets, ",")
-				if !p.api {
-					conf, annotation = withDefaultNetworks(b, conf, nets), ""
+				conf := paths[i].conf
+				if !paths[i].api {
+					conf = withDefaultNetworks(b, conf, nets)
 				}
-				podOnce(b, n, namespace, fmt.Sprintf("%s-k%d-%d", p.name, k, it), annotation, conf, &samples[i][k])
+				podOnce(b, n, pods[i], conf, &samples[i][k])
 			}
 			directOnce(b, n, runner, append([][]byte{cluster}, secondaries[:k]...), &direct[k])
 		}
 	}
-	mi := len(paths) - 1 // Multus
+	index := map[string]int{}
+	for i, p := range paths {
+		index[p.name] = i
+	}
 	for i, p := range paths {
 		fmt.Printf("\n%s: %s\nlatency in ms, %d pods per row, %d CPUs", p.name, p.about, *iterations, nproc())
-		vs := i != mi
+		vs := p.peer != ""
 		if vs {
-			fmt.Print("; vs multus: this overhead over Multus' (same k, same run)")
+			fmt.Printf("; vs %s: this overhead over %s's (same k, same run)", p.peer, p.peer)
 		}
 		fmt.Printf("\n%-12s %-18s %-18s %-10s", "secondaries", "ADD p50/p99", "direct ADD p50/p99", "overhead")
 		if vs {
-			fmt.Printf(" %-10s", "vs multus")
+			fmt.Printf(" %-10s", "vs "+p.peer)
 		}
 		fmt.Printf(" %-18s %-18s %-10s", "DEL p50/p99", "direct DEL p50/p99", "overhead")
 		if vs {
-			fmt.Printf(" %-10s", "vs multus")
+			fmt.Printf(" %-10s", "vs "+p.peer)
 		}
 		fmt.Println()
 		for k := 0; k <= maxSecondaries; k++ {
-			s, d, m := samples[i][k], direct[k], samples[mi][k]
+			s, d := samples[i][k], direct[k]
 			addOver, delOver := overhead(s.add, d.add), overhead(s.del, d.del)
 			fmt.Printf("%-12d %-18s %-18s %-10s", k, pct(s.add), pct(d.add), fmt.Sprintf("%+.0f%%", addOver))
+			var m sample
 			if vs {
+				m = samples[index[p.peer]][k]
 				fmt.Printf(" %-10s", ratio(s.add, m.add, d.add))
 			}
 			fmt.Printf(" %-18s %-18s %-10s", pct(s.del), pct(d.del), fmt.Sprintf("%+.0f%%", delOver))
@@ -148,16 +177,60 @@ func BenchmarkCNI(b *testing.B) {
 			b.ReportMetric(delOver, fmt.Sprintf("del-overhead-%%-%s-%dnets", p.name, k))
 		}
 	}
+	fmt.Printf("\ngoals (p50s; the range pairs p40 of one side with p60 of the other: met when all of it meets the goal, within noise when part does)\n")
+	for _, mode := range []struct{ steered, plain, peer string }{{"steering", "plain", multusThin}, {"thick", "thick-plain", multusThick}} {
+		st, pl, mu := samples[index[mode.steered]], samples[index[mode.plain]], samples[index[mode.peer]]
+		for k := 1; k <= maxSecondaries; k++ {
+			goal(fmt.Sprintf("%s ADD overhead vs %s, %d secondaries", mode.steered, mode.peer, k), 0.5, "×",
+				func(q float64) float64 { return overheadRatio(st[k].add, mu[k].add, direct[k].add, q) })
+		}
+		for k := 1; k <= maxSecondaries; k++ {
+			goal(fmt.Sprintf("%s DEL overhead vs %s, %d secondaries", mode.steered, mode.peer, k), 1, "×",
+				func(q float64) float64 { return overheadRatio(st[k].del, mu[k].del, direct[k].del, q) })
+		}
+		goal(fmt.Sprintf("%s: steering's cost per further secondary (1 to %d)", mode.steered, maxSecondaries), 2, " ms",
+			func(q float64) float64 {
+				cost := func(k int, q float64) time.Duration {
+					return percentile(st[k].add, q) - percentile(pl[k].add, 1-q)
+				}
+				return float64((cost(maxSecondaries, q) - cost(1, 1-q)).Microseconds()) / 1000 / (maxSecondaries - 1)
+			})
+	}
 	n.AssertClean(b)
 }
 
+// goal prints a goal's verdict: f(q) is the figure with the measured side at quantile q and the
+// side it is compared with at 1-q, so f(0.5) is the p50 figure and f(0.4), f(0.6) bound it.
+func goal(what string, limit float64, unit string, f func(q float64) float64) {
+	mid, lo, hi := f(0.5), f(0.4), f(0.6)
+	lo, hi = min(lo, hi), max(lo, hi)
+	fmt.Printf("%-62s %7.2f%s (%.2f…%.2f)  goal ≤ %.2f%s  %s\n", what, mid, unit, lo, hi, limit, unit,
+		verdict(hi <= limit, lo <= limit))
+}
+
+// overheadRatio is the overhead of s over direct's p50 at quantile q, as a multiple of m's at
+// 1-q.
+func overheadRatio(s, m, direct []time.Duration, q float64) float64 {
+	d := percentile(direct, 0.5)
+	so, mo := percentile(s, q)-d, percentile(m, 1-q)-d
+	if mo <= 0 {
+		return math.Inf(1)
+	}
+	return float64(so) / float64(mo)
+}
+
 // withDefaultNetworks is a steer configuration with nets as its defaultNetworks.
-func withDefaultNetworks(b *testing.B, conf []byte, nets []string) []byte {
+func withDefaultNetworks(b testing.TB, conf []byte, nets []string) []byte {
+	return withKey(b, conf, "defaultNetworks", nets)
+}
+
+// withKey is a plugin configuration with key set to v.
+func withKey(b testing.TB, conf []byte, key string, v any) []byte {
 	var c map[string]any
 	if err := json.Unmarshal(conf, &c); err != nil {
 		b.Fatal(err)
 	}
-	c["defaultNetworks"] = nets
+	c[key] = v
 	out, err := json.Marshal(c)
 	if err != nil {
 		b.Fatal(err)
@@ -165,11 +238,11 @@ func withDefaultNetworks(b *testing.B, conf []byte, nets []string) []byte {
 	return out
 }
 
-// multusConf builds Multus (hack/install-multus.sh, cached), links it into the node's bin dir
-// and returns its thin-plugin configuration: the node's kubeconfig, delegates and bin dir, and
+// multusConf builds Multus (hack/install-multus.sh, cached), links its thin plugin into the
+// node's bin dir and returns the cached binary and the thin plugin's configuration: the node's kubeconfig, delegates and bin dir, and
 // the cluster network as a directory holding only cluster. A directory, because Multus re-encodes
 // a .conflist path through structs that drop fields, so its DEL of the cluster network fails.
-func multusConf(b *testing.B, n *cninode.Node, cluster []byte) []byte {
+func multusConf(b testing.TB, n *cninode.Node, cluster []byte) (bin string, _ []byte) {
 	b.Helper()
 	cmd := exec.Command("../../hack/install-multus.sh")
 	cmd.Env = append(os.Environ(), "MULTUS_VERSION="+multusVersion)
@@ -184,8 +257,8 @@ func multusConf(b *testing.B, n *cninode.Node, cluster []byte) []byte {
 		}
 		cache = filepath.Join(home, ".cache", "steer")
 	}
-	bin := filepath.Join(n.BinDir, "multus")
-	if err := os.Symlink(filepath.Join(cache, "multus", multusVersion, "multus"), bin); err != nil && !os.IsExist(err) {
+	cached := filepath.Join(cache, "multus", multusVersion, "multus")
+	if err := os.Symlink(cached, filepath.Join(n.BinDir, "multus")); err != nil && !os.IsExist(err) {
 		b.Fatal(err)
 	}
 	dir := filepath.Join(n.Dir, "multus-cluster")
@@ -205,39 +278,44 @@ func multusConf(b *testing.B, n *cninode.Node, cluster []byte) []byte {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return conf
+	return cached, conf
 }
 
-// podOnce attaches one pod through the plugin conf names (steer or Multus) and detaches it.
-func podOnce(b *testing.B, n *cninode.Node, namespace, name, networks string, conf []byte, s *sample) {
+// createPod creates a pod bound to the node, with networks as its annotation, and a netns for
+// its sandbox.
+func createPod(b testing.TB, n *cninode.Node, namespace, name, networks string) *cninode.Pod {
 	ann := map[string]string{}
 	if networks != "" {
 		ann[k8s.NetworksAnnotation] = networks
 	}
 	pod, err := n.Client.CoreV1().Pods(namespace).Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	netns := newNS(b)
-	defer destroyNS(b, netns)
-	p := &cninode.Pod{Namespace: namespace, Name: name, UID: string(pod.UID), ContainerID: "s" + nstest.Suffix() + nstest.Suffix(), NetNS: netns}
+	return &cninode.Pod{Namespace: namespace, Name: name, UID: string(pod.UID), ContainerID: "s" + nstest.Suffix() + nstest.Suffix(), NetNS: newNS(b)}
+}
+
+// podOnce attaches the pod through the plugin conf names (steer or Multus), detaches it and
+// removes its netns.
+func podOnce(b testing.TB, n *cninode.Node, p *cninode.Pod, conf []byte, s *sample) {
+	defer destroyNS(b, p.NetNS)
 	start := time.Now()
 	if _, err := n.Add(b, p, conf); err != nil {
-		b.Fatalf("ADD %s: %v", name, err)
+		b.Fatalf("ADD %s: %v", p.Name, err)
 	}
 	s.add = append(s.add, time.Since(start))
 	start = time.Now()
 	if err := n.Del(b, p, conf, false); err != nil {
-		b.Fatalf("DEL %s: %v", name, err)
+		b.Fatalf("DEL %s: %v", p.Name, err)
 	}
 	s.del = append(s.del, time.Since(start))
 }
 
 // directOnce runs the same delegates as steer would, straight through libcni.
-func directOnce(b *testing.B, n *cninode.Node, runner *delegate.Runner, confs [][]byte, s *sample) {
+func directOnce(b testing.TB, n *cninode.Node, runner *delegate.Runner, confs [][]byte, s *sample) {
 	netns := newNS(b)
 	defer destroyNS(b, netns)
 	id := "d" + nstest.Suffix() + nstest.Suffix()
@@ -282,7 +360,7 @@ func directOnce(b *testing.B, n *cninode.Node, runner *delegate.Runner, confs []
 
 // newNS and destroyNS go through nstest, whose lock keeps parallel test binaries from stacking
 // /run/netns mounts (a namespace made in between could not be removed).
-func newNS(b *testing.B) ns.NetNS {
+func newNS(b testing.TB) ns.NetNS {
 	n, err := nstest.Create()
 	if err != nil {
 		b.Fatal(err)
@@ -290,7 +368,7 @@ func newNS(b *testing.B) ns.NetNS {
 	return n
 }
 
-func destroyNS(b *testing.B, n ns.NetNS) {
+func destroyNS(b testing.TB, n ns.NetNS) {
 	_ = n.Close()
 	if err := nstest.RemoveNS(n.Path()); err != nil {
 		b.Error(err)

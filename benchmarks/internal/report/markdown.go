@@ -214,7 +214,7 @@ func counters(b *strings.Builder, r *Report) {
 func cni(b *strings.Builder, r *Report) {
 	b.WriteString("## CNI ADD/DEL latency\n\n")
 	if r.CNI == nil {
-		b.WriteString("benchmarks/cni does not exist yet (another engineer's package); nothing measured.\n")
+		b.WriteString("benchmarks/cni was not run; nothing measured.\n")
 		return
 	}
 	fmt.Fprintf(b, "Output of `%s`", r.CNI.Command)
