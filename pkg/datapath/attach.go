@@ -62,7 +62,7 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 		return err
 	}
 
-	objs, err := Load(cfg)
+	objs, err := load(cfg, needsXDP(netnsPath, cfg.Interfaces, opts.Ingress))
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,21 @@ func attachIngress(dir string, itf Interface, objs *Objects, opts Options) error
 		}
 	}
 	return attachTC(dir, itf, objs.SteerIngress, ebpf.AttachTCXIngress, opts)
+}
+
+// needsXDP tells whether attachIngress may attach the XDP program to one of itfs.
+func needsXDP(netnsPath string, itfs []Interface, mode IngressMode) bool {
+	if mode != IngressAuto {
+		return mode == IngressXDP
+	}
+	need := false
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, itf := range itfs {
+			need = need || itf.Pin && xdpWorthIt(itf.Index)
+		}
+		return nil
+	})
+	return need || err != nil // without the namespace, attaching fails anyway
 }
 
 // xdpWorthIt tells whether IngressAuto should try XDP on an interface.

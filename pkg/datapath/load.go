@@ -25,7 +25,11 @@ func (o *Objects) Close() error {
 
 // Load loads the programs and maps for cfg from this binary's object. The caller closes the
 // returned objects; what must outlive the process is pinned by Attach.
-func Load(cfg Config) (*Objects, error) {
+func Load(cfg Config) (*Objects, error) { return load(cfg, true) }
+
+// load is Load, leaving the XDP program out unless xdp: most pods learn with TC only, and the
+// XDP program's verification is a tenth of the load.
+func load(cfg Config, xdp bool) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
 	}
@@ -37,6 +41,9 @@ func Load(cfg Config) (*Objects, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !xdp {
+		delete(spec.Programs, steerProgSteerIngressXdp)
+	}
 	coll, err := newCollection(spec, nil)
 	if err != nil {
 		return nil, err
@@ -45,7 +52,15 @@ func Load(cfg Config) (*Objects, error) {
 
 	objs := &Objects{pins: pinsOf(coll)}
 	objs.Config = coll.DetachMap(configMap)
-	err = errors.Join(coll.Assign(&objs.steerPrograms), coll.Assign(&objs.steerMaps))
+	if xdp {
+		err = coll.Assign(&objs.steerPrograms)
+	} else {
+		objs.SteerEgress, objs.SteerIngress = coll.DetachProgram(steerProgSteerEgress), coll.DetachProgram(steerProgSteerIngress)
+		if objs.SteerEgress == nil || objs.SteerIngress == nil {
+			err = errors.New("steer object lacks its TC programs")
+		}
+	}
+	err = errors.Join(err, coll.Assign(&objs.steerMaps))
 	if err != nil {
 		_ = objs.steerPrograms.Close()
 		objs.Config.Close()
