@@ -125,10 +125,26 @@ func socket4(typ int, timeout time.Duration) (int, error) {
 	return fd, nil
 }
 
-// connect connects fd to dst; a blocking TCP connect that times out is a missing answer.
+// restarted calls f again while a signal interrupts it: Go's runtime signals its threads, and
+// a socket call with a timeout set is not restarted by the kernel (signal(7)).
+func restarted(f func() error) error {
+	for {
+		if err := f(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// connect connects fd to dst; a blocking TCP connect that times out is a missing answer. A
+// connect interrupted by a signal goes on in the kernel: called again, it waits for the same
+// handshake, and finds the socket connected if it completed meanwhile.
 func connect(fd int, dst netip.AddrPort) error {
 	sa := &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
-	if err := unix.Connect(fd, sa); err != nil {
+	err := restarted(func() error { return unix.Connect(fd, sa) })
+	if errors.Is(err, unix.EISCONN) {
+		err = nil
+	}
+	if err != nil {
 		if errors.Is(err, unix.EINPROGRESS) || errors.Is(err, unix.EAGAIN) {
 			return fmt.Errorf("connect %s: %w", dst, errTimeout)
 		}
@@ -163,12 +179,12 @@ var errTimeout = errors.New("timeout")
 
 // once sends one request on fd and reads its response.
 func once(fd int, req, buf []byte) error {
-	if _, err := unix.Write(fd, req); err != nil {
+	if err := restarted(func() error { _, err := unix.Write(fd, req); return err }); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	_, err := unix.Read(fd, buf)
+	err := restarted(func() error { _, err := unix.Read(fd, buf); return err })
 	switch {
-	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+	case errors.Is(err, unix.EAGAIN):
 		return errTimeout
 	case err != nil:
 		return fmt.Errorf("receive: %w", err)

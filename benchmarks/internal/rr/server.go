@@ -123,7 +123,10 @@ func prepare(fd int) {
 func serveConn(fd int, buf []byte) (closed bool) {
 	for {
 		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) {
+			continue // a signal to the thread, not the poll's end
+		}
+		if errors.Is(err, unix.EAGAIN) {
 			return false
 		}
 		if err != nil || n == 0 {
