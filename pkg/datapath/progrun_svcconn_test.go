@@ -88,11 +88,17 @@ func (e *prEnv) svcPairs() (map[svcSvcConnKey]svcSvcConn, map[svcSvcConnKey]svcS
 // the proxy's clock had moved on by d since.
 func (e *prEnv) svcAge(d time.Duration, conns, revs bool) {
 	e.t.Helper()
+	e.svcRestamp(func(s uint64) uint64 { return s - uint64(d) }, conns, revs)
+}
+
+// svcRestamp replaces the stamps of the connections (conns) and reverse NATs (revs) by f's.
+func (e *prEnv) svcRestamp(f func(uint64) uint64, conns, revs bool) {
+	e.t.Helper()
 	m := e.svcMaps()
 	cs, rs := e.svcPairs()
 	for k, v := range cs {
 		if conns {
-			v.SeenNs -= uint64(d)
+			v.SeenNs = f(v.SeenNs)
 			if err := m.conns.Update(k, v, ebpf.UpdateExist); err != nil {
 				e.t.Fatal(err)
 			}
@@ -100,7 +106,7 @@ func (e *prEnv) svcAge(d time.Duration, conns, revs bool) {
 	}
 	for k, v := range rs {
 		if revs {
-			v.SeenNs -= uint64(d)
+			v.SeenNs = f(v.SeenNs)
 			if err := m.revnat.Update(k, v, ebpf.UpdateExist); err != nil {
 				e.t.Fatal(err)
 			}
@@ -315,6 +321,22 @@ func TestProgRunServiceIdle(t *testing.T) {
 			for _, v := range rs {
 				if v.SeenNs < before {
 					t.Errorf("reverse NAT stamp not refreshed: %d < %d", v.SeenNs, before)
+				}
+			}
+
+			// Entries carried over from an older proxy (stamp 0) are stamped by their next packet.
+			e.svcRestamp(func(uint64) uint64 { return 0 }, true, true)
+			expectDNAT(t, e.egress(prPrimary, svcOut(tc.fe, 46000, 80, tc.proto, packet.TCPAck)), in, []netip.AddrPort{tc.backend})
+			e.expectReply(svcFromBackend(tc.backend, 46000, tc.proto, packet.TCPAck), fe, 46000)
+			cs, rs = e.svcPairs()
+			for _, v := range cs {
+				if v.SeenNs == 0 {
+					t.Errorf("carried connection not stamped")
+				}
+			}
+			for _, v := range rs {
+				if v.SeenNs == 0 {
+					t.Errorf("carried reverse NAT not stamped")
 				}
 			}
 

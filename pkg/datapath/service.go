@@ -256,7 +256,7 @@ func ensureProxy(m *serviceMaps, dir string, loopMark uint32) error {
 
 // pinOver pins mp at path, replacing what is pinned there in one rename.
 func pinOver(mp *ebpf.Map, path string) error {
-	tmp := path + ".new"
+	tmp := path + "-new" // bpffs refuses names with a dot
 	_ = os.Remove(tmp)
 	if err := mp.Pin(tmp); err != nil {
 		return err
