@@ -41,7 +41,7 @@ func measureService(ctx context.Context, l *lab.Lab, p params, rep *report.Repor
 	for _, f := range fes {
 		rep.Service.Frontends = append(rep.Service.Frontends, report.Frontend{
 			Frontend: fmt.Sprintf("%s %s", f.Frontend.Proto, f.Frontend.Addr), Backends: fmt.Sprint(f.Backends),
-			Packets: f.Counters.Packets, Connections: f.Counters.Connections})
+			Packets: f.Counters.Packets, Connections: f.Counters.Connections, Refused: f.Counters.NoBackend})
 	}
 	return nil
 }

@@ -74,6 +74,7 @@ type Service struct {
 type Frontend struct {
 	Frontend, Backends   string
 	Packets, Connections uint64
+	Refused              uint64 // packets answered with a reset or unreachable: no backend, or no free port
 }
 
 // CNI is the output of benchmarks/cni, when that package exists.

@@ -163,7 +163,25 @@ func serviceTargets(set *PathSet) []Target {
 		}
 		ts = append(ts, t)
 	}
+	if ct, ok := connectContext(via[CRR50], base[CRR50]); ok {
+		ts = append(ts, ct)
+	}
 	return ts
+}
+
+// connectContext reports the connect latency (a new connection per transaction) through the
+// ClusterIP against the backend's address, pair by pair: no goal, its own baseline ratio.
+func connectContext(via, base stats.Series) (Target, bool) {
+	if len(via) == 0 && len(base) == 0 {
+		return Target{}, false // not measured in this run
+	}
+	goal := "(context) Service TCP connect p50 (connect, request, response, close) vs the backend's address"
+	rs, ds := stats.Ratios(via, base), stats.Diffs(via, base)
+	if len(rs) == 0 {
+		return Target{goal, "not measurable: " + failNote(via) + failNote(base), "n/a"}, true
+	}
+	return Target{Goal: goal, Status: "context", Measured: fmt.Sprintf("%s; added %s µs; %s vs %s µs",
+		summary(stats.Summarise(rs), 2, "×"), deltaSummary(stats.Summarise(ds), 1), medianOf(via, 1), medianOf(base, 1))}, true
 }
 
 // medianOf is a series' median, or "–" when nothing succeeded.

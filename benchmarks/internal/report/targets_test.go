@@ -1,6 +1,7 @@
 package report
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/steernet/steer/benchmarks/internal/stats"
@@ -31,6 +32,12 @@ func TestServiceTargets(t *testing.T) {
 		if tg.Status != want[i] {
 			t.Errorf("%s: %s (%s), want %s", tg.Goal, tg.Status, tg.Measured, want[i])
 		}
+	}
+	// Connect latency, when measured: context with its own ratio.
+	set.Series["backend"][CRR50] = series(100, 110, 90)
+	set.Series["ClusterIP"][CRR50] = series(110, 121, 99)
+	if ts := serviceTargets(set); len(ts) != 5 || ts[4].Status != "context" || !strings.HasPrefix(ts[4].Measured, "1.10×") {
+		t.Errorf("connect latency: %v", ts)
 	}
 	set.Series["ClusterIP"][UDP50] = stats.Series{stats.Fail("no answer"), stats.Fail("no answer"), stats.Fail("no answer")}
 	if tg := serviceTargets(set)[2]; tg.Status != "not met" {

@@ -59,7 +59,10 @@ func TCP(n ns.NetNS, dst netip.AddrPort, o Options) (Result, error) {
 // TCPConnect runs transactions from inside n to dst the way netperf's TCP_CRR does: each one
 // connects, sends the request, reads the response and closes, so its latency includes the
 // handshake and the first packets of a flow (a Service proxy's backend choice and its new
-// connection state). The client closes first: its ports, not the server's, wait in TIME_WAIT.
+// connection state). The client closes with a reset, so neither end keeps a TIME_WAIT: with an
+// orderly close, each transaction would leave one on the closing side, and once they fill much of
+// the ephemeral range toward one destination the kernel's search for a free port in connect()
+// (or the other end's TIME_WAIT meeting a new SYN) would make the latency, not the path.
 func TCPConnect(n ns.NetNS, dst netip.AddrPort, o Options) (Result, error) {
 	type result struct {
 		res Result
@@ -90,6 +93,8 @@ func connectOnce(dst netip.AddrPort, timeout time.Duration) error {
 		return err
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	// An abortive close (a reset): see TCPConnect.
+	_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	return once(fd, []byte{'r'}, make([]byte, 64))
 }
 
