@@ -144,7 +144,7 @@ struct steer_svc_counter {
 	__u64 packets; /* both ways */
 	__u64 bytes;
 	__u64 conns;	  /* connections (TCP, UDP flows) sent to a backend */
-	__u64 no_backend; /* packets refused for want of a backend */
+	__u64 no_backend; /* packets refused for want of a backend (or, rarer, of a free port) */
 };
 
 struct {

@@ -395,8 +395,11 @@ static __always_inline int svc_egress(struct __sk_buff *skb, const __u8 family)
 		rk.saddr = be->addr;
 		rk.daddr = be->saddr;
 		int port = steer_svc_open(skb, &rk, &ck, bid, id);
-		if (port < 0)
+		if (port < 0) {
+			if (c)
+				c->no_backend++; /* no free port: refused as for want of a backend */
 			return SVC_REFUSE;
+		}
 		nat = port;
 		if (c)
 			c->conns++;
