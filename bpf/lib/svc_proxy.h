@@ -13,8 +13,8 @@
  *    a close the proxy missed) counts as absent, unless its other half is still fresh;
  *  - a SYN or datagram the pod sends straight to a backend, whose tuple is the reply view of a
  *    pair, ends that pair: the kernel's own socket owns the tuple (svc_direct);
- *  - a new proxied connection whose tuple on the wire is a live pair's, or a socket's of the pod,
- *    takes another source port (SVC_NAT_PORT_*), which the reverse NAT restores.
+ *  - a new proxied connection whose tuple on the wire is an open connection's pair, or a socket's
+ *    of the pod, takes another source port (SVC_NAT_PORT_*), which the reverse NAT restores.
  * Every entry is stamped with the coarse clock once a second at most: a live connection's packets
  * write nothing more. */
 #pragma once
@@ -245,7 +245,10 @@ static __always_inline void svc_conn_of_rev(struct svc_conn_key *ck, const struc
 }
 
 /* svc_socket_holds tells whether a socket of the pod owns the reply view rk: a connection (or
- * listener, or bound datagram socket) it would deliver the backend's packets to. */
+ * listener, or bound datagram socket) it would deliver the backend's packets to. A TCP socket in
+ * TIME_WAIT does not: the proxy's packets never reach it (they are rewritten before the stack),
+ * and a client that closes first leaves one per connection, which would otherwise make most
+ * tuples taken. */
 static __always_inline int svc_socket_holds(struct __sk_buff *skb, const struct svc_conn_key *rk, const __u8 family)
 {
 	struct bpf_sock *sk;
@@ -253,7 +256,7 @@ static __always_inline int svc_socket_holds(struct __sk_buff *skb, const struct 
 	if (family == AF_INET) {
 		struct sock_tuple4 t = {.saddr = rk->saddr.v4, .daddr = rk->daddr.v4, .sport = rk->sport, .dport = rk->dport};
 		if (rk->proto == IPPROTO_TCP)
-			sk = bpf_skc_lookup_tcp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
+			sk = bpf_sk_lookup_tcp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
 		else
 			sk = bpf_sk_lookup_udp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
 	} else {
@@ -261,7 +264,7 @@ static __always_inline int svc_socket_holds(struct __sk_buff *skb, const struct 
 		__builtin_memcpy(t.saddr, rk->saddr.v6, 16);
 		__builtin_memcpy(t.daddr, rk->daddr.v6, 16);
 		if (rk->proto == IPPROTO_TCP)
-			sk = bpf_skc_lookup_tcp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
+			sk = bpf_sk_lookup_tcp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
 		else
 			sk = bpf_sk_lookup_udp(skb, (void *)&t, sizeof(t), BPF_F_CURRENT_NETNS, 0);
 	}
@@ -272,12 +275,13 @@ static __always_inline int svc_socket_holds(struct __sk_buff *skb, const struct 
 }
 
 /* svc_tuple_free tells whether a new connection of the socket ck may use the reply view rk: no
- * live pair of another connection has it, nor a socket of the pod. */
+ * open connection of another socket has it (one that is over may be followed on its tuple, as
+ * the kernel's own ports are after TIME_WAIT), nor a socket of the pod. */
 static __always_inline int svc_tuple_free(struct __sk_buff *skb, const struct svc_conn_key *rk,
 					  const struct svc_conn_key *ck, __u64 now, const __u8 family)
 {
 	struct svc_rev *rv = bpf_map_lookup_elem(&steer_svc_revnat, rk);
-	if (rv && svc_live(rv->seen_ns, rv->closing, rk->proto, now)) {
+	if (rv && !svc_closed(rv->closing) && svc_live(rv->seen_ns, rv->closing, rk->proto, now)) {
 		struct svc_conn_key owner = {};
 		svc_conn_of_rev(&owner, rk, rv, family);
 		if (owner.sport != ck->sport || owner.dport != ck->dport || !addr_eq(&owner.saddr, &ck->saddr, family) ||

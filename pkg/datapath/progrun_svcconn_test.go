@@ -362,8 +362,9 @@ func TestProgRunServiceIdle(t *testing.T) {
 }
 
 // TestProgRunServicePortCollision: a new proxied connection whose tuple on the wire is already
-// a live pair's (two frontends with one backend, the same client port), or a socket's of the
-// pod on A's address, takes another source port, and its replies come back to its own.
+// an open connection's pair (two frontends with one backend, the same client port), or a
+// socket's of the pod on A's address, takes another source port, and its replies come back to
+// its own; the tuple of a connection that is over is taken as it is.
 func TestProgRunServicePortCollision(t *testing.T) {
 	e := svcSetup(t)
 	backend := svcBackends4[0]
@@ -396,6 +397,19 @@ func TestProgRunServicePortCollision(t *testing.T) {
 			e.expectReply(svcFromBackend(backend, 47000, proto, packet.TCPAck), fe1, 47000)
 		})
 	}
+
+	t.Run("pair-over", func(t *testing.T) {
+		// A connection that is over may be followed on its tuple at once.
+		e := e.in(t)
+		e.program(svcEntry(svcFrontend4, 80, service.TCP, backend), svcEntry(svcSticky4, 80, service.TCP, backend))
+		defer e.program()
+		in1 := svcOut(svcFrontend4, 47050, 80, service.TCP, packet.TCPSyn)
+		expectDNAT(t, e.egress(prPrimary, in1), in1, []netip.AddrPort{backend})
+		e.expectReply(svcFromBackend(backend, 47050, service.TCP, packet.TCPRst), fe1, 47050)
+		in2 := svcOut(svcSticky4, 47050, 80, service.TCP, packet.TCPSyn)
+		expectDNAT(t, e.egress(prPrimary, in2), in2, []netip.AddrPort{backend})
+		e.expectReply(svcFromBackend(backend, 47050, service.TCP, packet.TCPSyn|packet.TCPAck), fe2, 47050)
+	})
 
 	// A socket of the pod on A's address and the client's port.
 	err := e.pod.Do(func(ns.NetNS) error {
