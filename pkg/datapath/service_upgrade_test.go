@@ -50,7 +50,7 @@ func TestProxyCarriesOlderMaps(t *testing.T) {
 		defer mp.Close()
 		val := make([]byte, ms.ValueSize)
 		if name == svcMapSteerSvcConns {
-			binary.NativeEndian.PutUint32(val, 7)    // backend
+			binary.NativeEndian.PutUint32(val, 7)     // backend
 			binary.NativeEndian.PutUint32(val[4:], 3) // frontend
 			m.conns = mp
 		} else {
