@@ -149,16 +149,25 @@ func measurePaths(ctx context.Context, paths []lab.Path, p params, set *report.P
 
 func runRR(path lab.Path, proto string, o rr.Options) (rr.Result, error) {
 	dst := netip.AddrPortFrom(path.To, lab.RRPort)
-	if proto == "udp" {
+	switch proto {
+	case "udp":
 		return rr.UDP(path.From, dst, o)
+	case crr:
+		return rr.TCPConnect(path.From, dst, o)
 	}
 	return rr.TCP(path.From, dst, o)
 }
 
+// crr is runRR's TCP connect-request-response-close, netperf's TCP_CRR.
+const crr = "tcp connect"
+
 func addRR(set *report.PathSet, variant, proto string, res rr.Result, err error) {
 	p50, p99, tps := report.UDP50, report.UDP99, report.UDPTps
-	if proto == "tcp" {
+	switch proto {
+	case "tcp":
 		p50, p99, tps = report.TCP50, report.TCP99, report.TCPTps
+	case crr:
+		p50, p99, tps = report.CRR50, report.CRR99, report.CRRTps
 	}
 	if err != nil {
 		note := err.Error()

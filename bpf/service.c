@@ -17,8 +17,9 @@
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
-/* A packet the pod's program diverted but the proxy no longer knows (its frontend or connection
- * went in between) leaves or enters as the kernel has it. */
+/* A packet the pod's program diverted but the proxy does not take (its frontend went in between,
+ * or it opens a direct flow to a backend: svc_direct) goes on through the pod's egress program;
+ * a backend's packet that is no reply enters as the kernel has it. */
 SEC("tc")
 int steer_svc_egress(struct __sk_buff *skb)
 {
@@ -31,7 +32,13 @@ int steer_svc_egress(struct __sk_buff *skb)
 		verdict = svc_egress(skb, AF_INET6);
 	if (verdict == SVC_REFUSE)
 		return steer_svc_refuse(skb, family);
-	return verdict < 0 ? TC_ACT_OK : verdict;
+	if (verdict != SVC_PASS)
+		return verdict;
+	if (family == AF_INET)
+		return svc_direct(skb, AF_INET);
+	if (family == AF_INET6)
+		return svc_direct(skb, AF_INET6);
+	return SVC_PASS;
 }
 
 SEC("tc")

@@ -21,8 +21,9 @@
  *  - steer_svc_backends: backend id -> address, port, interface, SNAT address, next hop. Ids
  *    of backends that stay do not change, so their connections survive; a removed backend's id
  *    is deleted, and its connections are sent to another backend (TCP gets a reset from it).
- * The proxy's programs write the connection, reverse-NAT and affinity tables. This header holds
- * what both objects see: the layouts, and the maps the pod's programs use from ADD on. */
+ * The proxy's programs write the connection, reverse-NAT and affinity tables (svc_proxy.h says
+ * how their entries end). This header holds what both objects see: the layouts, and the maps
+ * the pod's programs use from ADD on. */
 #pragma once
 
 #include "common.h"
@@ -96,19 +97,34 @@ struct svc_conn_key {
 	union steer_addr daddr;
 };
 
+/* What ended or is ending a proxied connection (svc_conn.closing, svc_rev.closing). */
+enum svc_closing {
+	SVC_FIN_OUT = 1, /* a FIN from the pod */
+	SVC_FIN_IN = 2,	 /* a FIN from the backend */
+	SVC_RST = 4,	 /* a reset either way */
+};
+
 struct svc_conn {
 	__u32 backend;
 	__u32 frontend; /* id */
+	__u64 seen_ns;	/* coarse clock: the last packet from the pod (once a second at most), or the
+			 * close; 0: carried over from an older proxy, stamped at its next packet */
+	enum svc_closing closing;
+	__be16 nat_port; /* the source port on the wire; 0: the socket's */
+	__u16 pad;
 };
 
 /* A reply as it arrives from the backend: saddr/sport the backend, daddr/dport the pod's SNAT
- * address and its socket's port. */
+ * address and the connection's port on the wire. */
 struct svc_rev {
 	union steer_addr client; /* the pod's source before SNAT */
 	union steer_addr frontend;
-	__be16 port; /* the frontend's */
-	__u16 pad;
+	__be16 port;	    /* the frontend's */
+	__be16 client_port; /* the socket's; 0: the reply's destination port */
 	__u32 id;
+	__u64 seen_ns; /* as svc_conn's, for the backend's packets */
+	enum svc_closing closing;
+	__u32 pad;
 };
 
 struct svc_affinity_key {
@@ -128,7 +144,7 @@ struct steer_svc_counter {
 	__u64 packets; /* both ways */
 	__u64 bytes;
 	__u64 conns;	  /* connections (TCP, UDP flows) sent to a backend */
-	__u64 no_backend; /* packets refused for want of a backend */
+	__u64 no_backend; /* packets refused for want of a backend (or, rarer, of a free port) */
 };
 
 struct {
@@ -173,12 +189,13 @@ static __always_inline int svc_enabled(void)
 }
 
 /* svc_key_of fills k with the protocol, address and port of the packet of family at the start of
- * skb: its destination (dst set) or its source. Through bpf_skb_load_bytes: no packet bounds
- * for the verifier to split the caller's paths on. It returns -1 for a packet that is not TCP or
- * UDP (or IPv6 with extension headers, or a fragment). */
-static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, int dst, const __u8 family)
+ * skb: its destination (dst set) or its source, and *l4_off with its transport header's offset.
+ * Through bpf_skb_load_bytes: no packet bounds for the verifier to split the caller's paths on.
+ * It returns -1 for a packet that is not TCP or UDP (or IPv6 with extension headers, or a
+ * fragment). */
+static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, int dst, __u32 *l4_off,
+				      const __u8 family)
 {
-	__u32 l4_off;
 	__u8 proto;
 
 	k->family = family;
@@ -188,44 +205,68 @@ static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, 
 			return -1;
 		proto = ip.protocol;
 		k->addr.v4 = dst ? ip.daddr : ip.saddr;
-		l4_off = ETH_HLEN + (ip.ver_ihl & 0xf) * 4;
+		*l4_off = (ETH_HLEN + (ip.ver_ihl & 0xf) * 4) & 0xff;
 	} else {
 		struct ip6_hdr ip;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
 			return -1;
 		proto = ip.nexthdr;
 		__builtin_memcpy(k->addr.v6, dst ? ip.daddr : ip.saddr, 16);
-		l4_off = ETH_HLEN + sizeof(ip);
+		*l4_off = ETH_HLEN + sizeof(ip);
 	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return -1;
 	__be16 ports[2];
-	if (bpf_skb_load_bytes(skb, l4_off & 0xff, ports, sizeof(ports)))
+	if (bpf_skb_load_bytes(skb, *l4_off, ports, sizeof(ports)))
 		return -1;
 	k->proto = proto;
 	k->port = ports[dst ? 1 : 0];
 	return 0;
 }
 
+#define SVC_TCP_SYN 0x02
+#define SVC_TCP_ACK 0x10
+
+/* svc_opens_direct tells whether a packet of k's protocol (k its destination), not to a
+ * frontend, may open a flow of the pod straight to a backend: a SYN, or any UDP datagram. The
+ * proxy drops the reply tuple of an older proxied connection it collides with (see
+ * svc_direct). */
+static __always_inline int svc_opens_direct(struct __sk_buff *skb, const struct svc_key *k, __u32 l4_off)
+{
+	if (k->proto == IPPROTO_TCP) {
+		__u8 flags;
+		if (bpf_skb_load_bytes(skb, l4_off + 13, &flags, 1) ||
+		    (flags & (SVC_TCP_SYN | SVC_TCP_ACK)) != SVC_TCP_SYN)
+			return 0;
+	}
+	return bpf_map_lookup_elem(&steer_svc_backend_addrs, k) != NULL;
+}
+
 /* svc_divert hands a packet of family to the proxy's program prog when its destination (dst) is a
- * frontend, or its source a backend; it returns only when it did not, with a negative value. */
+ * frontend or may open a direct flow to a backend, or its source is a backend; it returns only
+ * when it did not, with a negative value. */
 static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog, const __u8 family)
 {
 	struct svc_key k = {};
+	__u32 l4_off = 0;
 
-	if (svc_key_of(skb, &k, dst, family))
+	if (svc_key_of(skb, &k, dst, &l4_off, family))
 		return -1;
-	if (!bpf_map_lookup_elem(dst ? (void *)&steer_svc_frontends : (void *)&steer_svc_backend_addrs, &k))
+	if (dst) {
+		if (!bpf_map_lookup_elem(&steer_svc_frontends, &k) && !svc_opens_direct(skb, &k, l4_off))
+			return -1;
+	} else if (!bpf_map_lookup_elem(&steer_svc_backend_addrs, &k)) {
 		return -1;
+	}
 	bpf_tail_call(skb, &steer_svc_progs, prog);
 	return -1; /* the proxy is not loaded */
 }
 
-/* steer_svc_divert hands a packet to the proxy when it goes to a frontend (dst set) or comes
- * from a backend. A global function: verified once, and the caller's paths with and without it
+/* steer_svc_divert hands a packet to the proxy when it goes to a frontend or may open a direct
+ * flow to a backend (dst set), or comes from a backend. A global function: verified once, and the caller's paths with and without it
  * merge again after the call. A tail call from a function replaces the function: the caller gets
- * the proxy program's verdict (>= 0) as its return value, or -1 when the packet is not the
- * proxy's (or the proxy is not loaded). */
+ * the proxy program's verdict (>= 0) as its return value, or a negative one when the packet is not
+ * the proxy's (or the proxy is not loaded): the caller goes on with it. */
 __subprog int steer_svc_divert(struct __sk_buff *skb, __u32 dst)
 {
 	__u32 prog = dst ? STEER_SVC_PROG_EGRESS : STEER_SVC_PROG_INGRESS;

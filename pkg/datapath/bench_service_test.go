@@ -22,7 +22,7 @@ func BenchmarkEgressService(b *testing.B) {
 	itfs[1].Bits4 = 16
 	objs, n := benchLoad(b, Config{Interfaces: itfs})
 	m := sharedServiceMaps(objs)
-	if _, err := loadProxy(m, 0); err != nil {
+	if _, err := loadProxy(m, 0, nil); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {

@@ -140,9 +140,11 @@ func readLoopMark(path string) (uint32, error) {
 var parsedSvcSpec = sync.OnceValues(loadSvc)
 
 // loadProxy loads the proxy's programs over m's maps, creating the proxy's maps m lacks, and
-// puts the programs in the pod's tail-call array. loopMark is the pod's (0: the default). It
-// returns the names of the maps it created.
-func loadProxy(m *serviceMaps, loopMark uint32) ([]string, error) {
+// puts the programs in the pod's tail-call array. loopMark is the pod's (0: the default). The
+// entries of carry (by map name: maps an older proxy left in another layout) are carried into
+// the maps created in their place, before the programs are installed and again after, for what
+// the older programs wrote meanwhile. It returns the names of the maps it created.
+func loadProxy(m *serviceMaps, loopMark uint32, carry map[string]*ebpf.Map) ([]string, error) {
 	parsed, err := parsedSvcSpec()
 	if err != nil {
 		return nil, err
@@ -171,6 +173,17 @@ func loadProxy(m *serviceMaps, loopMark uint32) ([]string, error) {
 		return nil, fmt.Errorf("load the Service proxy: %w", err)
 	}
 	defer coll.Close()
+	carryAll := func() error {
+		for name, old := range carry {
+			if err := carryInto(coll.Maps[name], spec.Maps[name], name, old); err != nil {
+				return fmt.Errorf("carry %s: %w", name, err)
+			}
+		}
+		return nil
+	}
+	if err := carryAll(); err != nil {
+		return nil, err
+	}
 	var created []string
 	for _, e := range svcMapTable {
 		if p := e.field(m); *p == nil {
@@ -186,26 +199,73 @@ func loadProxy(m *serviceMaps, loopMark uint32) ([]string, error) {
 			return created, fmt.Errorf("install %s: %w", name, err)
 		}
 	}
+	for _, e := range svcMapTable {
+		if old, ok := carry[e.name]; ok {
+			if err := carryInto(*e.field(m), spec.Maps[e.name], e.name, old); err != nil {
+				return created, fmt.Errorf("carry %s: %w", e.name, err)
+			}
+		}
+	}
 	return created, nil
 }
 
-// ensureProxy loads the proxy of the pod pinned in dir unless its programs are in place,
-// pinning the maps it creates.
+// olderProxyMaps takes out of m the proxy's maps an older proxy left in a layout this build's
+// does not read, and returns them by map name: the proxy is loaded again with new ones.
+func olderProxyMaps(m *serviceMaps) (map[string]*ebpf.Map, error) {
+	parsed, err := parsedSvcSpec()
+	if err != nil {
+		return nil, err
+	}
+	older := map[string]*ebpf.Map{}
+	for _, e := range svcMapTable {
+		if p := e.field(m); !e.shared && *p != nil && !compatible(*p, parsed.Maps[e.name]) {
+			older[e.name] = *p
+			*p = nil
+		}
+	}
+	return older, nil
+}
+
+// ensureProxy loads the proxy of the pod pinned in dir unless this build's programs are in
+// place, pinning the maps it creates (over an older proxy's, whose entries it carries over).
 func ensureProxy(m *serviceMaps, dir string, loopMark uint32) error {
+	older, err := olderProxyMaps(m)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, old := range older {
+			old.Close()
+		}
+	}()
 	var prog *ebpf.Program
-	if m.proxyLoaded() && m.progs.Lookup(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), &prog) == nil {
+	if len(older) == 0 && m.proxyLoaded() && m.progs.Lookup(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), &prog) == nil {
 		prog.Close()
 		return nil
 	}
-	created, err := loadProxy(m, loopMark)
+	created, err := loadProxy(m, loopMark, older)
 	for _, e := range svcMapTable {
 		if slices.Contains(created, e.name) {
-			if perr := (*e.field(m)).Pin(filepath.Join(dir, e.pin)); perr != nil {
+			if perr := pinOver(*e.field(m), filepath.Join(dir, e.pin)); perr != nil {
 				err = errors.Join(err, fmt.Errorf("pin %s: %w", e.pin, perr))
 			}
 		}
 	}
 	return err
+}
+
+// pinOver pins mp at path, replacing what is pinned there in one rename.
+func pinOver(mp *ebpf.Map, path string) error {
+	tmp := path + "-new" // bpffs refuses names with a dot
+	_ = os.Remove(tmp)
+	if err := mp.Pin(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // Program installs a pod's complete set of Service entries in its pinned maps, replacing what
@@ -403,12 +463,15 @@ func programServices(m *serviceMaps, itfs []Interface, entries []service.Entry) 
 	// Slots: each live frontend keeps its current generation, and the previous one up to its
 	// count for packets that read the frontend before the switch (rewritten next time).
 	members := map[uint32]map[uint32]bool{} // frontend id -> backend ids
+	memberAddrs := map[uint32]map[netip.AddrPort]bool{}
 	current := map[uint32]svcSvcFrontend{}
 	for _, w := range want {
 		current[w.value.Id] = w.value
 		members[w.value.Id] = map[uint32]bool{}
-		for _, id := range w.backendIDs {
+		memberAddrs[w.value.Id] = map[netip.AddrPort]bool{}
+		for j, id := range w.backendIDs {
 			members[w.value.Id][id] = true
+			memberAddrs[w.value.Id][identityOf(w.backends[j]).addr] = true
 		}
 	}
 	var staleSlots []svcSvcSlotKey
@@ -439,12 +502,13 @@ func programServices(m *serviceMaps, itfs []Interface, entries []service.Entry) 
 			}
 		}
 	}
-	return purgeStale(m, members)
+	return purgeStale(m, members, memberAddrs)
 }
 
-// purgeStale deletes the connections and affinities whose frontend is gone or no longer has
-// their backend: their next packet picks a backend anew.
-func purgeStale(m *serviceMaps, members map[uint32]map[uint32]bool) error {
+// purgeStale deletes the connections, reverse NATs and affinities whose frontend is gone or no
+// longer has their backend: their next packet picks a backend anew, and a reply from a backend
+// that left is the kernel's.
+func purgeStale(m *serviceMaps, members map[uint32]map[uint32]bool, memberAddrs map[uint32]map[netip.AddrPort]bool) error {
 	var conns []svcSvcConnKey
 	if err := iterate(m.conns, func(k svcSvcConnKey, v svcSvcConn) {
 		if !members[v.Frontend][v.Backend] {
@@ -456,6 +520,20 @@ func purgeStale(m *serviceMaps, members map[uint32]map[uint32]bool) error {
 	for _, k := range conns {
 		if err := m.conns.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete connection: %w", err)
+		}
+	}
+	var revs []svcSvcConnKey
+	if err := iterate(m.revnat, func(k svcSvcConnKey, v svcSvcRev) {
+		backend := netip.AddrPortFrom(addrFrom(k.Saddr.V6, k.Family), beToHost(k.Sport))
+		if !memberAddrs[v.Id][backend] {
+			revs = append(revs, k)
+		}
+	}); err != nil {
+		return fmt.Errorf("read reverse NATs: %w", err)
+	}
+	for _, k := range revs {
+		if err := m.revnat.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete reverse NAT: %w", err)
 		}
 	}
 	var affs []svcSvcAffinityKey

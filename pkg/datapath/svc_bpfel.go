@@ -113,10 +113,22 @@ type svcSvcBackend struct {
 	NhFamily uint8
 }
 
+type svcSvcClosing uint32
+
+const (
+	svcSvcClosingSVC_FIN_OUT svcSvcClosing = 1
+	svcSvcClosingSVC_FIN_IN  svcSvcClosing = 2
+	svcSvcClosingSVC_RST     svcSvcClosing = 4
+)
+
 type svcSvcConn struct {
 	_        structs.HostLayout
 	Backend  uint32
 	Frontend uint32
+	SeenNs   uint64
+	Closing  svcSvcClosing
+	NatPort  uint16
+	Pad      uint16
 }
 
 type svcSvcConnKey struct {
@@ -169,9 +181,12 @@ type svcSvcRev struct {
 		_  structs.HostLayout
 		V6 [16]uint8
 	}
-	Port uint16
-	Pad  uint16
-	Id   uint32
+	Port       uint16
+	ClientPort uint16
+	Id         uint32
+	SeenNs     uint64
+	Closing    svcSvcClosing
+	Pad        uint32
 }
 
 type svcSvcSlotKey struct {

@@ -13,7 +13,8 @@ import (
 // Metric names one measurement of a path.
 type Metric string
 
-// The metrics of a path: iperf3 goodput in Gbit/s, RR latency in µs, RR transactions/s.
+// The metrics of a path: iperf3 goodput in Gbit/s, RR latency in µs, RR transactions/s; for a
+// Service, also TCP connect-request-response-close (netperf's TCP_CRR) latency and rate.
 const (
 	Fwd    Metric = "fwd"
 	Rev    Metric = "rev"
@@ -23,6 +24,9 @@ const (
 	TCP50  Metric = "tcp p50"
 	TCP99  Metric = "tcp p99"
 	TCPTps Metric = "tcp tps"
+	CRR50  Metric = "tcp crr p50"
+	CRR99  Metric = "tcp crr p99"
+	CRRTps Metric = "tcp crr tps"
 )
 
 // PathSet is a set of variants of one path, measured interleaved; Variants[0] is the baseline
@@ -70,6 +74,7 @@ type Service struct {
 type Frontend struct {
 	Frontend, Backends   string
 	Packets, Connections uint64
+	Refused              uint64 // packets answered with a reset or unreachable: no backend, or no free port
 }
 
 // CNI is the output of benchmarks/cni, when that package exists.

@@ -21,7 +21,7 @@ const (
 
 var steered = []string{"Steer TC", "Steer XDP"}
 
-// Targets evaluates the goals of issue 6 on the run's figures.
+// Targets evaluates Steer's goals on the run's figures.
 func Targets(r *Report) []Target {
 	var ts []Target
 	if set := r.Secondary; set != nil {
@@ -60,8 +60,8 @@ func Targets(r *Report) []Target {
 	}
 	if res := r.PerPacket; res != nil && len(res.Tables) > 0 {
 		last := res.Tables[len(res.Tables)-1].Label
-		ts = append(ts, nsTarget(r, "primary-path miss ≤ 25 ns", "primary-path miss", 25))
-		ts = append(ts, nsTarget(r, fmt.Sprintf("pinned reply ≤ 60 ns at %s flows", last), "pinned reply", 60, last))
+		ts = append(ts, nsTarget(r, fmt.Sprintf("primary-path miss ≤ %g ns", missNS), "primary-path miss", missNS))
+		ts = append(ts, nsTarget(r, fmt.Sprintf("pinned reply ≤ %g ns at %s flows", pinnedNS, last), "pinned reply", pinnedNS, last))
 	}
 	return ts
 }
@@ -163,7 +163,25 @@ func serviceTargets(set *PathSet) []Target {
 		}
 		ts = append(ts, t)
 	}
+	if ct, ok := connectContext(via[CRR50], base[CRR50]); ok {
+		ts = append(ts, ct)
+	}
 	return ts
+}
+
+// connectContext reports the connect latency (a new connection per transaction) through the
+// ClusterIP against the backend's address, pair by pair: no goal, its own baseline ratio.
+func connectContext(via, base stats.Series) (Target, bool) {
+	if len(via) == 0 && len(base) == 0 {
+		return Target{}, false // not measured in this run
+	}
+	goal := "(context) Service TCP connect p50 (connect, request, response, close) vs the backend's address"
+	rs, ds := stats.Ratios(via, base), stats.Diffs(via, base)
+	if len(rs) == 0 {
+		return Target{goal, "not measurable: " + failNote(via) + failNote(base), "n/a"}, true
+	}
+	return Target{Goal: goal, Status: "context", Measured: fmt.Sprintf("%s; added %s µs; %s vs %s µs",
+		summary(stats.Summarise(rs), 2, "×"), deltaSummary(stats.Summarise(ds), 1), medianOf(via, 1), medianOf(base, 1))}, true
 }
 
 // medianOf is a series' median, or "–" when nothing succeeded.
@@ -171,10 +189,17 @@ func medianOf(s stats.Series, prec int) string {
 	return num(stats.Summarise(s.Values()).Median, prec)
 }
 
+// The per-packet goals, in ns net of the harness's own cost, hot caches.
+const (
+	missNS   = 25.0 // a primary-path miss, on every table
+	pinnedNS = 45.0 // a pinned reply, both egress passes, on the largest table
+)
+
 // nsTarget checks the worst median over the cases named prefix (both families, every hook) on
-// the given tables, or all of them, net of the harness's own cost (a no-op program's).
+// the given tables, or all of them, net of the harness's own cost (a no-op program's). It is
+// within noise when that case's best round meets the limit.
 func nsTarget(r *Report, goal, prefix string, limit float64, tables ...string) Target {
-	worst, where, floor := math.Inf(-1), "", 0.0
+	worst, best, where, floor := math.Inf(-1), 0.0, "", 0.0
 	for _, row := range r.PerPacket.Rows {
 		if !strings.HasPrefix(row.Case, prefix) {
 			continue
@@ -185,7 +210,7 @@ func nsTarget(r *Report, goal, prefix string, limit float64, tables ...string) T
 			}
 			f := r.PerPacket.Floor[row.Hook].Median
 			if s.Median-f > worst {
-				worst, floor = s.Median-f, f
+				worst, best, floor = s.Median-f, s.Min-f, f
 				where = fmt.Sprintf("%s %s %s, %s", row.Case, row.Family, row.Hook, label)
 			}
 		}
@@ -193,10 +218,15 @@ func nsTarget(r *Report, goal, prefix string, limit float64, tables ...string) T
 	if math.IsInf(worst, -1) {
 		return Target{goal, "not measured", "n/a"}
 	}
-	t := Target{Goal: goal, Measured: fmt.Sprintf("worst %.0f ns net (%.0f raw − %.0f harness; %s), hot caches",
-		worst, worst+floor, floor, where), Status: "not met"}
-	if worst <= limit {
+	t := Target{Goal: goal, Measured: fmt.Sprintf("worst %.0f ns net (%.0f raw − %.0f harness, best round %.0f; %s), hot caches",
+		worst, worst+floor, floor, best, where)}
+	switch {
+	case worst <= limit:
 		t.Status = "met"
+	case best <= limit:
+		t.Status = "within noise"
+	default:
+		t.Status = "not met"
 	}
 	return t
 }

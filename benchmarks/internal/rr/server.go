@@ -88,11 +88,22 @@ func (s *Server) serveUDP() {
 	}
 }
 
+// acceptTCP serves each connection on its own pinned thread until the connection goes quiet
+// for a poll: then it hands it to a goroutine of its own and accepts again. A connection per
+// transaction (TCP_CRR) is thus answered without a thread started for it, whose cost would
+// swamp the path's, while a client that vanishes does not block the next one.
 func (s *Server) acceptTCP() {
 	defer s.wg.Done()
+	pin(s.cpu)
+	buf := make([]byte, 2048)
 	for !s.stop.Load() {
 		fd, _, err := unix.Accept4(s.tcp, unix.SOCK_CLOEXEC)
 		if err != nil {
+			continue
+		}
+		prepare(fd)
+		if serveConn(fd, buf) {
+			unix.Close(fd)
 			continue
 		}
 		s.wg.Add(1)
@@ -100,23 +111,40 @@ func (s *Server) acceptTCP() {
 	}
 }
 
+// prepare sets an accepted connection up for one-byte transactions and the server's poll.
+func prepare(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	tv := unix.NsecToTimeval(poll.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+}
+
+// serveConn echoes on fd until the peer closes (true) or a poll passes without a request
+// (false).
+func serveConn(fd int, buf []byte) (closed bool) {
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue // a signal to the thread, not the poll's end
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return false
+		}
+		if err != nil || n == 0 {
+			return true
+		}
+		if _, err := unix.Write(fd, buf[:n]); err != nil {
+			return true
+		}
+	}
+}
+
 func (s *Server) serveTCP(fd int) {
 	defer s.wg.Done()
 	defer unix.Close(fd)
 	pin(s.cpu)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	tv := unix.NsecToTimeval(poll.Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	buf := make([]byte, 2048)
 	for !s.stop.Load() {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || n == 0 {
-			return
-		}
-		if _, err := unix.Write(fd, buf[:n]); err != nil {
+		if serveConn(fd, buf) {
 			return
 		}
 	}

@@ -219,6 +219,73 @@ func TestServiceOnDMZ(t *testing.T) {
 		}
 	})
 
+	t.Run("direct-after-proxied", func(t *testing.T) {
+		// A connection through the ClusterIP, then one straight to the backend that took it,
+		// from the client's DMZ address and the same port: the proxy's entries of the first
+		// must not take the second's replies.
+		var c net.Conn
+		err := client.NS.Do(func(ns.NetNS) (err error) {
+			d := net.Dialer{Timeout: ProbeTimeout}
+			c, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(svcWeb4, svcWhoPort).String())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(ProbeTimeout))
+		name, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.TCPAddr).Port
+		backend := hostA
+		if string(name) == "web1" {
+			backend = hostB
+		}
+		local, _ := DMZ.Addr(hostClient)
+		to, _ := DMZ.Addr(backend)
+		err = client.NS.Do(func(ns.NetNS) (err error) {
+			d := net.Dialer{Timeout: ProbeTimeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(port)))}
+			c, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(to, whoPort).String())
+			return err
+		})
+		if err != nil {
+			t.Fatalf("straight to %s from port %d, which a connection through the ClusterIP used: %v", name, port, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(ProbeTimeout))
+		direct, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(direct) != string(name) {
+			t.Errorf("straight to %s: answered %q, %v", name, direct, err)
+		}
+	})
+
+	t.Run("proxied-after-direct", func(t *testing.T) {
+		// Connections straight to a backend's echo port, closed by the client first (their
+		// ports wait in TIME_WAIT on the client's DMZ address), then connections through the
+		// ClusterIP to the same backend and port: each gets through, whatever port it has.
+		if err := programmer.Program(client.ContainerID, svcEntries(hostA)); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := programmer.Program(client.ContainerID, svcEntries(hostA, hostB)); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		a4, _ := DMZ.Addr(hostA)
+		for range 200 {
+			if err := ProbeTCP(ctx, client.NS, netip.AddrPortFrom(a4, EchoTCPPort)); err != nil {
+				t.Fatalf("straight to the backend: %v", err)
+			}
+		}
+		for i := range 200 {
+			if err := ProbeTCP(ctx, client.NS, netip.AddrPortFrom(svcWeb4, svcWebPort)); err != nil {
+				t.Fatalf("through the ClusterIP after %d: %v", i, err)
+			}
+		}
+	})
+
 	t.Run("no-backend", func(t *testing.T) {
 		for _, fe := range []netip.Addr{svcEmpty4, svcEmpty6} {
 			start := time.Now()
@@ -361,4 +428,44 @@ func (s *echoStream) run(stop <-chan struct{}) error {
 		s.echoed += len(in)
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestServiceIPv4OnlyPrimary: a client pod whose cluster network is IPv4-only (most flannel and
+// Calico clusters) on a dual-stack DMZ. The IPv6 ClusterIP is routed by the pod's IPv6 default
+// route, which the cluster network does not give: Steer's fallback route through the DMZ's
+// router (the family the primary lacks) is that route, so the packet leaves by net1, where the
+// pod's egress program proxies it to a backend like any other. IPv4 and IPv6, TCP and UDP;
+// before the entries are programmed, none of it answers.
+func TestServiceIPv4OnlyPrimary(t *testing.T) {
+	topo := topology(t)
+	layout := nstest.BPFRoot(t)
+	ctx := context.Background()
+	const hostA, hostClient = 21, 20
+	web := addPod(t, topo, layout, 1, "web0", true, []Network{eth0(t, 1), secondary(svcIfName, DMZ, hostA)})
+	startEcho(t, web)
+	client := addPod(t, topo, layout, 0, "client", true, []Network{
+		{IfName: "eth0", Conf: ClusterNetworkOf(0, t.TempDir(), IPv4Only), Primary: true},
+		secondary(svcIfName, DMZ, hostClient),
+	})
+	routes, err := client.Exec(ctx, "ip", "-6", "route", "get", svcWeb6.String())
+	if err != nil || !strings.Contains(routes, "dev "+svcIfName) {
+		t.Fatalf("the client's route to the IPv6 ClusterIP: %q %v, want Steer's fallback route through %s", routes, err, svcIfName)
+	}
+	t.Logf("the client's route to the IPv6 ClusterIP: %s", strings.TrimSpace(routes))
+	probe := func(want bool) {
+		t.Helper()
+		for _, fe := range []netip.Addr{svcWeb4, svcWeb6} {
+			if err := ProbeTCP(ctx, client.NS, netip.AddrPortFrom(fe, svcWebPort)); (err == nil) != want {
+				t.Errorf("TCP %s: %v, want answered=%v", fe, err, want)
+			}
+			if err := ProbeUDP(ctx, client.NS, netip.AddrPortFrom(fe, svcDNSPort)); (err == nil) != want {
+				t.Errorf("UDP %s: %v, want answered=%v", fe, err, want)
+			}
+		}
+	}
+	probe(false)
+	if err := (datapath.Services{Layout: layout}).Program(client.ContainerID, svcEntries(hostA)); err != nil {
+		t.Fatal(err)
+	}
+	probe(true)
 }
