@@ -28,7 +28,7 @@ func TestRealNode(t *testing.T) {
 		id := pod.SandboxID
 		e.expectReachable(t, a4)
 		e.expectReachable(t, a6)
-		e.expectReachesClient(t, netns(t, pod), a4)
+		e.expectReachesClient(t, netns(t, pod), a4, true)
 
 		status := networkStatus(t, pod.Object)
 		if len(status) != 2 || status[0].Interface != "eth0" || status[1].Interface != "net1" ||
@@ -56,9 +56,10 @@ func TestRealNode(t *testing.T) {
 		})
 	})
 
-	t.Run("the control: with steering off the remote client gets no reply", func(t *testing.T) {
+	t.Run("the control: with steering off the remote client gets no reply, nor does the pod reach it", func(t *testing.T) {
 		a4, a6 := emulation.DMZ.Addr(28)
-		e.runPod(t, "unsteered", ipsAnnotation("dmz-unsteered", a4, a6))
+		pod := e.runPod(t, "unsteered", ipsAnnotation("dmz-unsteered", a4, a6))
+		e.expectReachesClient(t, netns(t, pod), a4, false)
 		lan := e.node.LAN()
 		if err := emulation.ProbeUDP(context.Background(), lan.Host, netip.AddrPortFrom(a4, emulation.EchoUDPPort)); err != nil {
 			t.Errorf("LAN host -> %s udp: %v", a4, err)

@@ -180,8 +180,8 @@ func (e *env) expectReachable(t *testing.T, addr netip.Addr) {
 // expectReachesClient checks the other direction: the pod opens TCP and UDP exchanges with the
 // remote client, over IPv6 (which the IPv4-only cluster network lacks) by the default route
 // Steer gives it through the DMZ, and over IPv4 from its DMZ address, which Steer sends via the
-// DMZ's gateway.
-func (e *env) expectReachesClient(t *testing.T, podNS ns.NetNS, dmz4 netip.Addr) {
+// DMZ's gateway. With steering off (want false) none gets through.
+func (e *env) expectReachesClient(t *testing.T, podNS ns.NetNS, dmz4 netip.Addr, want bool) {
 	t.Helper()
 	echo, err := emulation.StartEcho(e.node.LAN().Client)
 	if err != nil {
@@ -193,8 +193,12 @@ func (e *env) expectReachesClient(t *testing.T, podNS ns.NetNS, dmz4 netip.Addr)
 		to   netip.Addr
 	}{{netip.Addr{}, emulation.Client6}, {dmz4, emulation.Client4}} {
 		for network, port := range map[string]uint16{"tcp": emulation.EchoTCPPort, "udp": emulation.EchoUDPPort} {
-			if err := exchange(podNS, network, c.from, netip.AddrPortFrom(c.to, port)); err != nil {
+			err := exchange(podNS, network, c.from, netip.AddrPortFrom(c.to, port))
+			if want && err != nil {
 				t.Errorf("pod (from %v) -> client %s: %v", c.from, network, err)
+			}
+			if !want && err == nil {
+				t.Errorf("pod (from %v) -> client %s answered with steering off: the control shows nothing", c.from, network)
 			}
 		}
 	}
