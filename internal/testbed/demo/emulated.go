@@ -156,11 +156,11 @@ func (w *emulated) markReady(ctx context.Context, spec *corev1.Pod) error {
 }
 
 func (w *emulated) cluster() *localcluster.Cluster { return w.c }
-func (w *emulated) client() *podns.NS             { return w.topo.Client }
-func (w *emulated) lanHost() *podns.NS            { return w.topo.LANHost }
-func (w *emulated) nodes() int                    { return len(w.hosts) }
-func (w *emulated) nodeName(i int) string         { return fmt.Sprintf("node-%c", 'a'+i) }
-func (w *emulated) pinRoot() string               { return w.layout.Root }
+func (w *emulated) client() *podns.NS              { return w.topo.Client }
+func (w *emulated) lanHost() *podns.NS             { return w.topo.LANHost }
+func (w *emulated) nodes() int                     { return len(w.hosts) }
+func (w *emulated) nodeName(i int) string          { return fmt.Sprintf("node-%c", 'a'+i) }
+func (w *emulated) pinRoot() string                { return w.layout.Root }
 
 func (w *emulated) stories(e *env) []func(context.Context) (Verdict, error) {
 	return []func(context.Context) (Verdict, error){e.seed002, e.seed000, e.seed001, e.seed001Service}

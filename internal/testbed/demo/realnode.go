@@ -120,11 +120,11 @@ func (w *realNode) runPod(ctx context.Context, _ int, spec *corev1.Pod) (*pod, f
 }
 
 func (w *realNode) cluster() *localcluster.Cluster { return w.c }
-func (w *realNode) client() *podns.NS             { return w.node.LAN().Client }
-func (w *realNode) lanHost() *podns.NS            { return w.node.LAN().Host }
-func (w *realNode) nodes() int                    { return 1 }
-func (w *realNode) nodeName(int) string           { return w.node.Name() }
-func (w *realNode) pinRoot() string               { return bpffs.DefaultRoot }
+func (w *realNode) client() *podns.NS              { return w.node.LAN().Client }
+func (w *realNode) lanHost() *podns.NS             { return w.node.LAN().Host }
+func (w *realNode) nodes() int                     { return 1 }
+func (w *realNode) nodeName(int) string            { return w.node.Name() }
+func (w *realNode) pinRoot() string                { return bpffs.DefaultRoot }
 
 func (w *realNode) stories(e *env) []func(context.Context) (Verdict, error) {
 	return []func(context.Context) (Verdict, error){e.seed002, e.seed000, e.seed001Service}
