@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -54,7 +55,13 @@ func (w *realNode) setup(ctx context.Context, e *env) (err error) {
 	if w.node, err = realnode.Start(ctx, w.c, realnode.Options{Logger: e.Log}); err != nil {
 		return err
 	}
-	e.defer_(w.node.Stop)
+	e.defer_(func() error {
+		err := w.node.Stop()
+		if left := w.node.Leftovers(); len(left) > 0 {
+			err = errors.Join(err, fmt.Errorf("the node left: %s", strings.Join(left, "; ")))
+		}
+		return err
+	})
 	e.p.done(time.Since(start))
 
 	start = time.Now()

@@ -62,6 +62,7 @@ type Node struct {
 	bins       Binaries
 	host       *hostState
 	lock       *os.File // the machine's lock, held until Stop
+	left       []string // what Stop left, taken before it let the lock go
 	images     Images
 
 	netns *podns.NS
@@ -277,6 +278,7 @@ func (n *Node) Stop() error {
 		if n.dir != "" {
 			add(os.RemoveAll(n.dir))
 		}
+		n.left = n.leftovers()
 		if n.lock != nil {
 			add(n.lock.Close())
 		}
