@@ -20,7 +20,7 @@ APT_PACKAGES += runc iptables
 GENERATED := bpf/include/vmlinux.h pkg/datapath/steer_bpfel.go pkg/datapath/steer_bpfel.o pkg/datapath/steer_next_bpfel.go pkg/datapath/steer_next_bpfel.o pkg/datapath/svc_bpfel.go pkg/datapath/svc_bpfel.o
 TEST_TIMEOUT ?= 20m
 
-.PHONY: deps apt kube-binaries node-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-up demo-down bench clean
+.PHONY: deps apt kube-binaries node-binaries cni-plugins multus tools generate check-generated build image manifests lint unit test test-go soak demo demo-emulation demo-up demo-down bench clean
 
 ## deps: install everything the build, tests and demo need (idempotent, cached under $(STEER_CACHE))
 deps: apt kube-binaries node-binaries cni-plugins multus tools
@@ -122,16 +122,22 @@ soak: deps
 	$(GO) test -count=1 -timeout 30m -run '^TestRealNode$$' ./internal/testbed/realnode -args -realnode.long
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-## demo: a local cluster (kube-apiserver + etcd, pods as network namespaces) showing Steer at work
-demo: deps build
+## demo: Steer at work on a real node: a local kube-apiserver + etcd, and a node whose kubelet and
+## containerd run Steer's DaemonSet (the image of `make image`, installed with Helm) and the pods
+demo: deps build image
+	$(GO) run ./cmd/steer-demo -real-node -image $(BIN)/steer-image.tar -steerctl $(BIN)/steerctl
+
+## demo-emulation: the stories on the emulation (two nodes and their pods as network namespaces, a
+## simulated kubelet), with seed 001's two secondary networks on one pod
+demo-emulation: deps build
 	$(GO) run ./cmd/steer-demo -plugin $(BIN)/steer -steerd $(BIN)/steerd -steerctl $(BIN)/steerctl
 
 DEMO_STATE := $(STEER_CACHE)/demo
 ## demo-up: the demo, kept running in the background for exploration; demo-down ends it
-demo-up: deps build
+demo-up: deps build image
 	@mkdir -p $(DEMO_STATE)
 	@if [[ -f $(DEMO_STATE)/pid ]] && kill -0 $$(cat $(DEMO_STATE)/pid) 2>/dev/null; then echo "demo already up (make demo-down)"; exit 1; fi
-	@nohup $(BIN)/steer-demo -hold -plugin $(BIN)/steer -steerd $(BIN)/steerd -steerctl $(abspath $(BIN))/steerctl > $(DEMO_STATE)/log 2>&1 & echo $$! > $(DEMO_STATE)/pid
+	@nohup $(BIN)/steer-demo -hold -real-node -image $(abspath $(BIN))/steer-image.tar -steerctl $(abspath $(BIN))/steerctl > $(DEMO_STATE)/log 2>&1 & echo $$! > $(DEMO_STATE)/pid
 	@echo "starting the demo (log: $(DEMO_STATE)/log) ..."
 	@for i in $$(seq 300); do grep -q "^   ready" $(DEMO_STATE)/log 2>/dev/null && break; kill -0 $$(cat $(DEMO_STATE)/pid) 2>/dev/null || { cat $(DEMO_STATE)/log; exit 1; }; sleep 1; done
 	@sed -n '/The demo stays up/,$$p' $(DEMO_STATE)/log

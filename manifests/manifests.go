@@ -8,7 +8,10 @@
 // It lives next to the YAML because go:embed cannot reach a parent directory.
 package manifests
 
-import "embed"
+import (
+	"embed"
+	"strings"
+)
 
 // FS holds the kustomize manifests (*.yaml) and the chart's CRDs.
 //
@@ -17,3 +20,19 @@ var FS embed.FS
 
 // CRDGlob matches the CustomResourceDefinition manifests in FS.
 const CRDGlob = "charts/steer/crds/*.yaml"
+
+// tools names the releases of the tools that render and install the manifests (helm).
+//
+//go:embed tools.txt
+var tools string
+
+// ToolVersion is the release of tool in tools.txt, the one `make deps` builds; empty when
+// tools.txt names none.
+func ToolVersion(tool string) string {
+	for _, line := range strings.Split(tools, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == tool {
+			return f[1]
+		}
+	}
+	return ""
+}

@@ -530,16 +530,7 @@ func runHelm(ctx context.Context, bin, home string, args ...string) (string, err
 // helmBinary is $STEER_CACHE/tools/helm-<version of tools.txt>, which `make deps` builds.
 func helmBinary(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("tools.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var version string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "helm" {
-			version = f[1]
-		}
-	}
+	version := manifests.ToolVersion("helm")
 	if version == "" {
 		t.Fatal("tools.txt names no helm version")
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/internal/testutil/nstest"
@@ -38,22 +39,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("namespaces with the fresh prefix %s already exist: %s", prefix, left)
 	}
 
-	var out bytes.Buffer
-	verdicts, err := Run(ctx, Options{Out: &out, Log: slog.New(slog.DiscardHandler), Plugin: plugin, Steerd: steerd, Steerctl: steerctl, Prefix: prefix})
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(verdicts) != 4 {
-		t.Fatalf("verdicts = %+v", verdicts)
-	}
-	for _, v := range verdicts {
-		if !v.Broken || !v.Fixed {
-			t.Errorf("%s: broken without Steer %t, fixed with it %t", v.Story, v.Broken, v.Fixed)
-		}
-	}
-	for _, want := range []string{"network-status", "steerctl", "next-hop", "pinned", `"peer_mac"`, "multus-proxy", "web-dmz", "conns"} {
-		if !strings.Contains(out.String(), want) {
+	out := runDemo(t, Options{Plugin: plugin, Steerd: steerd, Steerctl: steerctl, Prefix: prefix}, 4)
+	for _, want := range []string{"pod on node-b"} {
+		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
@@ -78,4 +66,54 @@ func netnsList(t *testing.T, prefix string) string {
 		}
 	}
 	return strings.Join(demo, ",")
+}
+
+// TestDemoNode runs the demo on a real node (make demo): Steer's image installed with Helm,
+// kubelet and containerd running the DaemonSet and the pods; every story must be broken without
+// Steer's steering and fixed with it, and the node must leave nothing behind.
+func TestDemoNode(t *testing.T) {
+	nstest.RequireRoot(t)
+	bin := t.TempDir()
+	steerctl, err := emulation.BuildCommand(context.Background(), bin, "steerctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := netnsList(t, "steer-node-")
+	out := runDemo(t, Options{RealNode: true, Steerctl: steerctl}, 3)
+	for _, want := range []string{"helm upgrade --install steer manifests/charts/steer", `pluginConfig={"steering":false}`, "another pod", "Running"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if left := netnsList(t, "steer-node-"); left != before {
+		t.Errorf("namespaces left: %s (before: %s)", left, before)
+	}
+}
+
+// runDemo runs the demo with o and checks the verdicts of its stories, and what every run
+// shows; it returns the output.
+func runDemo(t *testing.T, o Options, stories int) string {
+	t.Helper()
+	var out bytes.Buffer
+	o.Out, o.Log = &out, slog.New(slog.DiscardHandler)
+	start := time.Now()
+	verdicts, err := Run(context.Background(), o)
+	t.Logf("demo ran in %s\n%s", time.Since(start).Round(time.Second), out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verdicts) != stories {
+		t.Fatalf("verdicts = %+v", verdicts)
+	}
+	for _, v := range verdicts {
+		if !v.Broken || !v.Fixed {
+			t.Errorf("%s: broken without Steer %t, fixed with it %t", v.Story, v.Broken, v.Fixed)
+		}
+	}
+	for _, want := range []string{"network-status", "steerctl", "next-hop", "pinned", `"peer_mac"`, "multus-proxy", "web-dmz", "conns"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	return out.String()
 }

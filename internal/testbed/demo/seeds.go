@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testbed/emulation"
+	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/k8s"
 )
@@ -24,10 +25,10 @@ func namespace(name string) *corev1.Namespace {
 // modes runs a story with steering off, then on.
 func (e *env) modes(ctx context.Context, story func(ctx context.Context, on bool) (bool, error)) (broken, fixed bool, err error) {
 	for _, on := range []bool{false, true} {
-		if err := e.setSteering(ctx, on); err != nil {
+		e.p.sub(map[bool]string{false: "Steer's steering off (Steer as a plain Multus replacement)", true: "Steer's steering on"}[on])
+		if err := e.w.setSteering(ctx, on); err != nil {
 			return false, false, err
 		}
-		e.p.sub(map[bool]string{false: "Steer's steering off (Steer as a plain Multus replacement)", true: "Steer's steering on"}[on])
 		ok, err := story(ctx, on)
 		if err != nil {
 			return false, false, err
@@ -41,14 +42,15 @@ func (e *env) modes(ctx context.Context, story func(ctx context.Context, on bool
 	return broken, fixed, nil
 }
 
-// runPod creates a pod through the apiserver and the node's CNI config; stop removes it.
-func (e *env) runPod(ctx context.Context, node int, name, networks string) (*emulation.Pod, func(), error) {
+// runPod runs a pod with echo servers on node selecting networks, and announces it; stop
+// deletes it.
+func (e *env) runPod(ctx context.Context, node int, name, networks string) (*pod, func(), error) {
 	return e.runLabelledPod(ctx, node, name, networks, nil)
 }
 
 // runLabelledPod is runPod for a pod with labels.
-func (e *env) runLabelledPod(ctx context.Context, node int, name, networks string, labels map[string]string) (*emulation.Pod, func(), error) {
-	pod, err := e.kubelets[node].RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+func (e *env) runLabelledPod(ctx context.Context, node int, name, networks string, labels map[string]string) (*pod, func(), error) {
+	p, stopPod, err := e.w.runPod(ctx, node, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: name, Namespace: e.ns, Labels: labels, Annotations: map[string]string{k8s.NetworksAnnotation: networks},
 	}})
 	if err != nil {
@@ -58,13 +60,13 @@ func (e *env) runLabelledPod(ctx context.Context, node int, name, networks strin
 	for k, v := range labels {
 		shown += fmt.Sprintf("  %s=%s", k, v)
 	}
-	e.p.say("pod %s on node-%c%s  %s=%s", name, 'a'+node, shown, k8s.NetworksAnnotation, networks)
+	e.p.say("pod %s on %s%s  %s=%s", name, e.w.nodeName(node), shown, k8s.NetworksAnnotation, networks)
 	stop := func() {
-		if err := e.kubelets[node].StopPod(context.Background(), pod); err != nil {
+		if err := stopPod(); err != nil {
 			e.p.say("! stopping %s: %v", name, err)
 		}
 	}
-	return pod, stop, nil
+	return p, stop, nil
 }
 
 func selection(elems ...string) string { return "[" + strings.Join(elems, ",") + "]" }
@@ -84,7 +86,7 @@ func (e *env) probeAll(ctx context.Context, addrs ...netip.Addr) bool {
 			row[0] = fmt.Sprintf("client %s -> %-16s", emulation.Client6, a)
 		}
 		for _, p := range []emulation.Probe{emulation.ICMP, emulation.TCP, emulation.UDP} {
-			err := p.Run(ctx, e.topo.Client, e.topo.Client.Name(), a)
+			err := p.Run(ctx, e.w.client(), e.w.client().Name(), a)
 			row = append(row, fmt.Sprintf("%s %s", strings.ToUpper(string(p)), mark(err == nil)))
 			all = all && err == nil
 		}
@@ -101,26 +103,21 @@ func (e *env) seed002(ctx context.Context) (Verdict, error) {
 			return false, err
 		}
 		defer stop()
-		if err := pod.StrictRPFilter(ctx); err != nil {
+		if err := pod.strictRPFilter(ctx); err != nil {
 			return false, err
 		}
-		echo, err := emulation.StartEcho(pod.NS)
-		if err != nil {
-			return false, err
-		}
-		defer echo.Close()
 		a4, a6 := emulation.DMZ.Addr(10)
 		ok := e.probeAll(ctx, a4, a6)
 		if !on {
-			route, _ := pod.Exec(ctx, "ip", "route", "get", emulation.Client4.String(), "from", a4.String())
-			e.p.say("why (IPv4): the pod's kernel routes the reply by its default route: %s", firstLine(route))
-			route6, err := pod.Exec(ctx, "ip", "-6", "route", "get", emulation.Client6.String(), "from", a6.String())
+			route, _ := pod.exec(ctx, "ip", "route", "get", emulation.Client4.String(), "from", a4.String())
+			e.p.say("why (IPv4): the pod's kernel routes the reply by its default route: %s", firstRoute(route))
+			route6, err := pod.exec(ctx, "ip", "-6", "route", "get", emulation.Client6.String(), "from", a6.String())
 			if err != nil {
 				route6 = strings.TrimSpace(route6)
 			}
 			e.p.say("why (IPv6): the cluster network is IPv4-only, the pod has no IPv6 route at all: %s", firstLine(route6))
 		} else {
-			route6, _ := pod.Exec(ctx, "ip", "-6", "route", "show", "default")
+			route6, _ := pod.exec(ctx, "ip", "-6", "route", "show", "default")
 			e.p.say("Steer gave IPv6, which the cluster network lacks, a default route through the DMZ: %s", firstLine(route6))
 			e.p.say("Steer learned the flows on net1 and sent %d replies back through it", e.count(pod, "net1", datapath.ReasonPinned))
 		}
@@ -137,11 +134,6 @@ func (e *env) seed001(ctx context.Context) (Verdict, error) {
 			return false, err
 		}
 		defer stop()
-		echo, err := emulation.StartEcho(pod.NS)
-		if err != nil {
-			return false, err
-		}
-		defer echo.Close()
 		d4, d6 := emulation.DMZ.Addr(13)
 		m4, m6 := emulation.Mgmt.Addr(13)
 		ok := e.probeAll(ctx, d4, m4, d6, m6)
@@ -161,7 +153,7 @@ func (e *env) seed000(ctx context.Context) (Verdict, error) {
 			return false, err
 		}
 		defer stop()
-		other, stop2, err := e.runPod(ctx, 1, "collector", selection(ipsElem("dmz", emulation.DMZ, 12)))
+		other, stop2, err := e.runPod(ctx, 1%e.w.nodes(), "collector", selection(ipsElem("dmz", emulation.DMZ, 12)))
 		if err != nil {
 			return false, err
 		}
@@ -187,36 +179,44 @@ const listen = 600 * time.Millisecond
 // multicastRound: the sender pod multicasts with a default socket; the LAN host and a pod on
 // the other node (joined without naming an interface) listen; then the LAN host multicasts and
 // the sender pod (joined without naming an interface) listens.
-func (e *env) multicastRound(sender, other *emulation.Pod, group, src, lanhost netip.Addr) (bool, error) {
-	lan, err := emulation.JoinGroup(e.topo.LANHost, group, "eth0")
+func (e *env) multicastRound(sender, other *pod, group, src, lanhost netip.Addr) (bool, error) {
+	lan, err := emulation.JoinGroup(e.w.lanHost(), group, "eth0")
 	if err != nil {
 		return false, err
 	}
 	defer lan.Close()
-	remote, err := emulation.JoinGroup(other.NS, group)
+	remote, err := emulation.JoinGroup(other.netns, group)
 	if err != nil {
 		return false, err
 	}
 	defer remote.Close()
-	if err := emulation.SendGroup(sender.NS, group, 5); err != nil {
+	if err := emulation.SendGroup(sender.netns, group, 5); err != nil {
 		return false, err
 	}
 	gotLAN, gotRemote := lan.Sources(listen), remote.Sources(listen)
 
-	in, err := emulation.JoinGroup(sender.NS, group)
+	in, err := emulation.JoinGroup(sender.netns, group)
 	if err != nil {
 		return false, err
 	}
 	defer in.Close()
-	if err := emulation.SendGroup(e.topo.LANHost, group, 5); err != nil {
+	if err := emulation.SendGroup(e.w.lanHost(), group, 5); err != nil {
 		return false, err
 	}
 	gotIn := in.Sources(listen)
 
 	okLAN, okRemote, okIn := only(gotLAN, src), only(gotRemote, src), only(gotIn, lanhost)
-	e.p.say("%-10s pod sends -> LAN host %s   -> pod on node-b %s   LAN host sends -> pod %s",
-		group, heard(gotLAN, okLAN), heard(gotRemote, okRemote), heard(gotIn, okIn))
+	e.p.say("%-10s pod sends -> LAN host %s   -> %s %s   LAN host sends -> pod %s",
+		group, heard(gotLAN, okLAN), e.otherPod(), heard(gotRemote, okRemote), heard(gotIn, okIn))
 	return okLAN && okRemote && okIn, nil
+}
+
+// otherPod names the multicast story's second pod: on the other node, when there is one.
+func (e *env) otherPod() string {
+	if e.w.nodes() > 1 {
+		return "pod on " + e.w.nodeName(1)
+	}
+	return "another pod"
 }
 
 func only(got []netip.Addr, want netip.Addr) bool { return len(got) == 1 && got[0] == want }
@@ -228,8 +228,8 @@ func heard(got []netip.Addr, ok bool) string {
 	return fmt.Sprintf("%s (from %v)", mark(ok), got)
 }
 
-func (e *env) count(pod *emulation.Pod, ifname string, r datapath.Reason) uint64 {
-	st, err := datapath.ReadPinned(e.layout, pod.ContainerID)
+func (e *env) count(pod *pod, ifname string, r datapath.Reason) uint64 {
+	st, err := datapath.ReadPinned(bpffs.Layout{Root: e.w.pinRoot()}, pod.containerID)
 	if err != nil {
 		return 0
 	}
@@ -239,6 +239,13 @@ func (e *env) count(pod *emulation.Pod, ifname string, r datapath.Reason) uint64
 		}
 	}
 	return 0
+}
+
+// firstRoute is the first route `ip route get` prints, without the uid it adds for a query
+// from a local address.
+func firstRoute(s string) string {
+	r, _, _ := strings.Cut(firstLine(s), " uid ")
+	return r
 }
 
 func firstLine(s string) string {

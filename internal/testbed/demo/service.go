@@ -51,13 +51,13 @@ func dmzService(namespace string) *corev1.Service {
 
 func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 	e.p.heading("Seed 001 — a Service on the DMZ (multus-service's label and annotation): a client pod on the DMZ calls its ClusterIP")
-	services := e.cluster.Client().CoreV1().Services(e.ns)
+	services := e.w.cluster().Client().CoreV1().Services(e.ns)
 	svc, err := services.Create(ctx, dmzService(e.ns), createOpts)
 	if err != nil {
 		return Verdict{}, err
 	}
 	defer func() { _ = services.Delete(context.Background(), svcName, metav1.DeleteOptions{}) }()
-	e.p.cmd(ctx, e.kubectl(), "--kubeconfig", e.cluster.Kubeconfig(), "-n", e.ns, "get", "service", svcName,
+	e.p.cmd(ctx, e.kubectl(), "--kubeconfig", e.w.cluster().Kubeconfig(), "-n", e.ns, "get", "service", svcName,
 		"-o", `custom-columns=NAME:.metadata.name,CLUSTER-IP:.spec.clusterIP,PORTS:.spec.ports[*].port,PROXY:.metadata.labels.service\.kubernetes\.io/service-proxy-name,NETWORK:.metadata.annotations.k8s\.v1\.cni\.cncf\.io/service-network`)
 	clusterIP, err := netip.ParseAddr(svc.Spec.ClusterIP)
 	if err != nil {
@@ -68,17 +68,12 @@ func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 	broken, fixed, err := e.modes(ctx, func(ctx context.Context, on bool) (bool, error) {
 		for i, host := range []int{15, 16} {
 			name := fmt.Sprintf("web-%c", 'a'+i)
-			pod, stop, err := e.runBackend(ctx, i, name, host)
+			pod, stop, err := e.runLabelledPod(ctx, i%e.w.nodes(), name, selection(ipsElem("dmz", emulation.DMZ, host)), map[string]string{"app": "web"})
 			if err != nil {
 				return false, err
 			}
 			defer stop()
-			echo, err := emulation.StartEcho(pod.NS)
-			if err != nil {
-				return false, err
-			}
-			defer echo.Close()
-			who, err := startWho(pod.NS, name)
+			who, err := startWho(pod.netns, name)
 			if err != nil {
 				return false, err
 			}
@@ -96,18 +91,18 @@ func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 		if on {
 			deadline = deadline.Add(programmedWithin)
 		}
-		answer, errTCP := askWho(ctx, client.NS, http)
+		answer, errTCP := askWho(ctx, client.netns, http)
 		for errTCP != nil && time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
-			answer, errTCP = askWho(ctx, client.NS, http)
+			answer, errTCP = askWho(ctx, client.netns, http)
 		}
-		errUDP := emulation.ProbeUDP(ctx, client.NS, dns)
+		errUDP := emulation.ProbeUDP(ctx, client.netns, dns)
 		e.p.say("pod client %s -> %s %-16s TCP %s   UDP %s", c4, svcName, clusterIP, mark(errTCP == nil), mark(errUDP == nil))
 		if errTCP == nil {
 			// New connections are balanced over the backends: show who took a few.
 			answers := []string{answer}
 			for range connections - 1 {
-				if a, err := askWho(ctx, client.NS, http); err == nil && !slices.Contains(answers, a) {
+				if a, err := askWho(ctx, client.netns, http); err == nil && !slices.Contains(answers, a) {
 					answers = append(answers, a)
 				}
 			}
@@ -124,36 +119,14 @@ func (e *env) seed001Service(ctx context.Context) (Verdict, error) {
 			if why != nil {
 				e.p.say("what the client sees: %s", firstLine(why.Error()))
 			}
-			route, _ := client.Exec(ctx, "ip", "route", "get", clusterIP.String())
-			route, _, _ = strings.Cut(firstLine(route), " uid ")
-			e.p.say("why: kube-proxy leaves multus-proxy Services alone, and the pod routes the ClusterIP by its default route: %s", route)
+			route, _ := client.exec(ctx, "ip", "route", "get", clusterIP.String())
+			e.p.say("why: kube-proxy leaves multus-proxy Services alone, and the pod routes the ClusterIP by its default route: %s", firstRoute(route))
 		} else {
-			e.p.cmd(ctx, e.Steerctl, "-bpffs", e.layout.Root, "services", client.ContainerID)
+			e.p.cmd(ctx, e.Steerctl, "-bpffs", e.w.pinRoot(), "services", client.containerID)
 		}
 		return errTCP == nil && errUDP == nil, nil
 	})
 	return Verdict{Story: "seed 001: a Service on the DMZ, answered by backends at their DMZ addresses", Broken: broken, Fixed: fixed}, err
-}
-
-// runBackend runs a pod of app=web on the DMZ at host and marks it Ready, as its kubelet would
-// once its containers pass their probes: the EndpointSlices list ready pods.
-func (e *env) runBackend(ctx context.Context, node int, name string, host int) (*emulation.Pod, func(), error) {
-	pod, stop, err := e.runLabelledPod(ctx, node, name, selection(ipsElem("dmz", emulation.DMZ, host)), map[string]string{"app": "web"})
-	if err != nil {
-		return nil, nil, err
-	}
-	pods := e.cluster.Client().CoreV1().Pods(e.ns)
-	obj, err := pods.Get(ctx, name, metav1.GetOptions{})
-	if err == nil {
-		obj.Status.Phase = corev1.PodRunning
-		obj.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-		_, err = pods.UpdateStatus(ctx, obj, metav1.UpdateOptions{})
-	}
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return pod, stop, nil
 }
 
 // whoServer answers every TCP connection with its pod's name, the address the connection

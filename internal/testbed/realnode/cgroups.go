@@ -107,15 +107,33 @@ func (n *Node) shimPIDs() []int {
 	return pids
 }
 
+// pluginPIDs are the CNI plugins running from CNIBinDir, which the node owns: a call containerd
+// started before it stopped runs on without it, and a DEL run in-process by a plugin whose steerd
+// has gone writes Steer's cache directory, after the host was put back unless it is killed.
+func pluginPIDs() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && under(exe, CNIBinDir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // killLeftovers kills every process containerd and kubelet left: the containers in the node's
-// cgroups and the shims.
+// cgroups, the shims and the CNI plugins.
 func (n *Node) killLeftovers() error {
 	if n.dir == "" {
 		return nil
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		pids := append(n.cgroupPIDs(), n.shimPIDs()...)
+		pids := append(append(n.cgroupPIDs(), n.shimPIDs()...), pluginPIDs()...)
 		if len(pids) == 0 {
 			return nil
 		}

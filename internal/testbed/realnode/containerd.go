@@ -114,7 +114,16 @@ func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
 
 // Crictl runs crictl against the node's containerd.
 func (n *Node) Crictl(ctx context.Context, args ...string) (string, error) {
-	return run(ctx, n.bins.Crictl, append([]string{"--runtime-endpoint", "unix://" + n.CRISocket(), "--image-endpoint", "unix://" + n.CRISocket(), "--timeout", "20s"}, args...)...)
+	return run(ctx, n.bins.Crictl, append(n.crictlFlags(), args...)...)
+}
+
+func (n *Node) crictlFlags() []string {
+	return []string{"--runtime-endpoint", "unix://" + n.CRISocket(), "--image-endpoint", "unix://" + n.CRISocket(), "--timeout", "20s"}
+}
+
+// CrictlCommand is the crictl command line for the node's containerd, for a person to type.
+func (n *Node) CrictlCommand() string {
+	return n.bins.Crictl + " " + strings.Join(n.crictlFlags(), " ")
 }
 
 // ImportImage imports an image tarball (docker archive or OCI layout, one platform or an

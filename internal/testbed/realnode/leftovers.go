@@ -9,7 +9,11 @@ import (
 
 // Leftovers lists what a stopped node left on the machine: its processes, mounts, cgroups,
 // network namespaces, directory, host paths and sysctls not put back. Empty after a clean Stop.
-func (n *Node) Leftovers() []string {
+// Stop takes the list while it still holds the machine's lock: afterwards the host paths may
+// already be the next node's.
+func (n *Node) Leftovers() []string { return n.left }
+
+func (n *Node) leftovers() []string {
 	var out []string
 	if pids := append(n.cgroupPIDs(), n.shimPIDs()...); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes %v", pids))

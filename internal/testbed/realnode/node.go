@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testbed/cniplugins"
@@ -60,6 +61,8 @@ type Node struct {
 	cluster    *localcluster.Cluster
 	bins       Binaries
 	host       *hostState
+	lock       *os.File // the machine's lock, held until Stop
+	left       []string // what Stop left, taken before it let the lock go
 	images     Images
 
 	netns *podns.NS
@@ -87,20 +90,24 @@ func Start(ctx context.Context, cluster *localcluster.Cluster, opts Options) (_ 
 	if err != nil {
 		return nil, err
 	}
-	if err := sweepStale(); err != nil {
+	lock, err := lockMachine(ctx, log)
+	if err != nil {
 		return nil, err
+	}
+	if err := sweepStale(); err != nil {
+		return nil, errors.Join(err, lock.Close())
 	}
 	host, err := claimHost()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, lock.Close())
 	}
 	suffix := nstest.Suffix()
 	n := &Node{
 		log: log, name: "steer-node-" + suffix, cgroupRoot: "/steer-node-" + suffix,
-		cluster: cluster, bins: bins, host: host,
+		cluster: cluster, bins: bins, host: host, lock: lock,
 	}
 	if n.dir, err = os.MkdirTemp("", "steer-node-"); err != nil {
-		return nil, errors.Join(err, host.restore())
+		return nil, errors.Join(err, host.restore(), lock.Close())
 	}
 	defer func() {
 		if err != nil {
@@ -271,8 +278,44 @@ func (n *Node) Stop() error {
 		if n.dir != "" {
 			add(os.RemoveAll(n.dir))
 		}
+		n.left = n.leftovers()
+		if n.lock != nil {
+			add(n.lock.Close())
+		}
 		n.stopErr = errors.Join(errs...)
 		n.log.Info("real node stopped", "node", n.name, "err", n.stopErr)
 	})
 	return n.stopErr
+}
+
+// machineLock is held by the node running on this machine: a node owns the host's CNI
+// directories, so another (a second test package of one `go test`, the demo) waits its turn.
+var machineLock = filepath.Join(os.TempDir(), "steer-realnode.lock")
+
+// lockMachine waits until this process holds machineLock; closing the file releases it (as
+// does the process's death).
+func lockMachine(ctx context.Context, log *slog.Logger) (*os.File, error) {
+	f, err := os.OpenFile(machineLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for waited := false; ; waited = true {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", machineLock, err)
+		}
+		if !waited {
+			log.Info("waiting for the real node already running on this machine", "lock", machineLock)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for %s: %w", machineLock, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -25,11 +25,12 @@ func TestRealNode(t *testing.T) {
 	t.Run("dmz pod reaches and is reached by the remote client", func(t *testing.T) {
 		a4, a6 := emulation.DMZ.Addr(20)
 		pod := e.runPod(t, "web", ipsAnnotation("dmz", a4, a6))
-		id, _ := e.sandbox(t, "web")
+		id := pod.SandboxID
 		e.expectReachable(t, a4)
 		e.expectReachable(t, a6)
+		e.expectReachesClient(t, netns(t, pod), a4, true)
 
-		status := networkStatus(t, pod)
+		status := networkStatus(t, pod.Object)
 		if len(status) != 2 || status[0].Interface != "eth0" || status[1].Interface != "net1" ||
 			status[1].Name != e.ns+"/dmz" || len(status[1].IPs) != 2 {
 			t.Errorf("network-status = %+v", status)
@@ -37,11 +38,6 @@ func TestRealNode(t *testing.T) {
 		if len(pinsOf(id)) == 0 {
 			t.Errorf("no pins under /sys/fs/bpf/steer/%s", id)
 		}
-		netns, err := e.node.SandboxNetNS(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-
 		e.deletePod(t, "web")
 		// Stopping the sandbox runs CNI DEL and removes its network namespace right after.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -50,8 +46,8 @@ func TestRealNode(t *testing.T) {
 			if left := pinsOf(id); len(left) > 0 {
 				return fmt.Errorf("pins left after the pod's deletion: %v", left)
 			}
-			if _, err := os.Stat(netns); !os.IsNotExist(err) {
-				return fmt.Errorf("network namespace %s left: %v", netns, err)
+			if _, err := os.Stat(pod.NetNS); !os.IsNotExist(err) {
+				return fmt.Errorf("network namespace %s left: %v", pod.NetNS, err)
 			}
 			if left, _ := filepath.Glob(filepath.Join("/var/lib/cni/steer", id+"*")); len(left) > 0 {
 				return fmt.Errorf("Steer's cache left: %v", left)
@@ -60,9 +56,10 @@ func TestRealNode(t *testing.T) {
 		})
 	})
 
-	t.Run("the control: with steering off the remote client gets no reply", func(t *testing.T) {
+	t.Run("the control: with steering off the remote client gets no reply, nor does the pod reach it", func(t *testing.T) {
 		a4, a6 := emulation.DMZ.Addr(28)
-		e.runPod(t, "unsteered", ipsAnnotation("dmz-unsteered", a4, a6))
+		pod := e.runPod(t, "unsteered", ipsAnnotation("dmz-unsteered", a4, a6))
+		e.expectReachesClient(t, netns(t, pod), a4, false)
 		lan := e.node.LAN()
 		if err := emulation.ProbeUDP(context.Background(), lan.Host, netip.AddrPortFrom(a4, emulation.EchoUDPPort)); err != nil {
 			t.Errorf("LAN host -> %s udp: %v", a4, err)
@@ -73,8 +70,7 @@ func TestRealNode(t *testing.T) {
 
 	t.Run("multicast pod sends and receives on the DMZ", func(t *testing.T) {
 		a4, a6 := emulation.DMZ.Addr(21)
-		e.runPod(t, "mcast", ipsAnnotation("dmz-multicast", a4, a6))
-		_, podNS := e.sandbox(t, "mcast")
+		podNS := netns(t, e.runPod(t, "mcast", ipsAnnotation("dmz-multicast", a4, a6)))
 		lan := e.node.LAN()
 		for _, c := range []struct {
 			group, src, lanHost netip.Addr
@@ -158,7 +154,7 @@ func TestRealNode(t *testing.T) {
 			t.Errorf("Steer's CNI config still installed after the DaemonSet's deletion: %v", err)
 		}
 		pod := e.runPod(t, "plain", "")
-		if pod.Status.PodIP == "" {
+		if pod.Object.Status.PodIP == "" {
 			t.Errorf("pod on the primary network has no IP")
 		}
 		e.deletePod(t, "plain")

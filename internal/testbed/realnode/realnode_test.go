@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,7 +17,6 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -116,67 +117,24 @@ func newEnv(t *testing.T) *env {
 	if _, err := nads.Create(ctx, &unsteered); err != nil {
 		t.Fatal(err)
 	}
-	// Service-account admission wants the namespace's default account, which the
-	// controller-manager creates.
-	waitFor(t, ctx, "default service account", func() error {
-		_, err := e.client.CoreV1().ServiceAccounts(e.ns).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	})
+	if err := node.WaitNamespaceReady(ctx, e.ns); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
 // runPod creates an echo pod selecting networks and waits until kubelet reports it Ready.
-func (e *env) runPod(t *testing.T, name, networks string) *corev1.Pod {
+func (e *env) runPod(t *testing.T, name, networks string) *realnode.Pod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
-		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{
-				Name: "echo", Image: e.node.Images().Echo, ImagePullPolicy: corev1.PullNever,
-			}},
-			AutomountServiceAccountToken:  new(bool),
-			TerminationGracePeriodSeconds: new(int64),
-		},
-	}
-	if networks != "" {
-		pod.Annotations = map[string]string{k8s.NetworksAnnotation: networks}
-	}
-	if _, err := e.client.CoreV1().Pods(e.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	start := time.Now()
+	pod, err := e.node.RunPod(ctx, e.node.EchoPod(e.ns, name, networks, nil))
+	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	defer func() { t.Logf("pod %s Ready after %s", name, time.Since(start).Round(time.Millisecond)) }()
-	var got *corev1.Pod
-	waitFor(t, ctx, "pod "+name+" ready", func() (err error) {
-		if got, err = e.client.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return err
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("pod %s is %s: %s", name, got.Status.Phase, e.podEvents(ctx, name))
-	})
-	return got
-}
-
-// podEvents summarises a pod's events, for failures (a sandbox that failed CNI ADD says why).
-func (e *env) podEvents(ctx context.Context, name string) string {
-	evs, err := e.client.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
-	if err != nil {
-		return err.Error()
-	}
-	var out []string
-	for _, ev := range evs.Items {
-		out = append(out, ev.Reason+": "+ev.Message)
-	}
-	if len(out) > 3 {
-		out = out[len(out)-3:]
-	}
-	return strings.Join(out, " | ")
+	t.Logf("pod %s Ready after %s", name, time.Since(start).Round(time.Millisecond))
+	return pod
 }
 
 // deletePod deletes a pod and waits until its sandbox is stopped (its CNI DEL follows at once).
@@ -184,52 +142,20 @@ func (e *env) deletePod(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := e.client.CoreV1().Pods(e.ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := e.node.DeletePod(ctx, e.ns, name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "pod "+name+" gone", func() error {
-		if _, err := e.client.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("pod %s still exists (%v)", name, err)
-		}
-		sbs, err := e.node.Sandboxes(ctx)
-		if err != nil {
-			return err
-		}
-		// Stopped is enough: stopping ran CNI DEL and removed the network namespace; kubelet
-		// removes dead sandboxes later, in its garbage collection.
-		for _, sb := range sbs {
-			if sb.Namespace == e.ns && sb.Name == name && sb.State == "SANDBOX_READY" {
-				return fmt.Errorf("sandbox %s of pod %s still running", sb.ID, name)
-			}
-		}
-		return nil
-	})
 }
 
-// sandbox returns the id and network namespace of a running pod's sandbox.
-func (e *env) sandbox(t *testing.T, name string) (string, ns.NetNS) {
+// netns opens a running pod's network namespace.
+func netns(t *testing.T, pod *realnode.Pod) ns.NetNS {
 	t.Helper()
-	ctx := context.Background()
-	sbs, err := e.node.Sandboxes(ctx)
+	n, err := ns.GetNS(pod.NetNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sb := range sbs {
-		if sb.Namespace == e.ns && sb.Name == name && sb.State == "SANDBOX_READY" {
-			path, err := e.node.SandboxNetNS(ctx, sb.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, err := ns.GetNS(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = n.Close() })
-			return sb.ID, n
-		}
-	}
-	t.Fatalf("no ready sandbox for pod %s", name)
-	return "", nil
+	t.Cleanup(func() { _ = n.Close() })
+	return n
 }
 
 // expectReachable probes addr from the remote client (through the router: replies must leave by
@@ -249,6 +175,64 @@ func (e *env) expectReachable(t *testing.T, addr netip.Addr) {
 			}
 		}
 	}
+}
+
+// expectReachesClient checks the other direction: the pod opens TCP and UDP exchanges with the
+// remote client, over IPv6 (which the IPv4-only cluster network lacks) by the default route
+// Steer gives it through the DMZ, and over IPv4 from its DMZ address, which Steer sends via the
+// DMZ's gateway. With steering off (want false) none gets through.
+func (e *env) expectReachesClient(t *testing.T, podNS ns.NetNS, dmz4 netip.Addr, want bool) {
+	t.Helper()
+	echo, err := emulation.StartEcho(e.node.LAN().Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	for _, c := range []struct {
+		from netip.Addr // unset: the kernel picks
+		to   netip.Addr
+	}{{netip.Addr{}, emulation.Client6}, {dmz4, emulation.Client4}} {
+		for network, port := range map[string]uint16{"tcp": emulation.EchoTCPPort, "udp": emulation.EchoUDPPort} {
+			err := exchange(podNS, network, c.from, netip.AddrPortFrom(c.to, port))
+			if want && err != nil {
+				t.Errorf("pod (from %v) -> client %s: %v", c.from, network, err)
+			}
+			if !want && err == nil {
+				t.Errorf("pod (from %v) -> client %s answered with steering off: the control shows nothing", c.from, network)
+			}
+		}
+	}
+}
+
+// exchange sends a line from n (from a local address, when set) to an echo server at to and
+// expects it back.
+func exchange(n ns.NetNS, network string, from netip.Addr, to netip.AddrPort) error {
+	d := net.Dialer{Timeout: emulation.ProbeTimeout}
+	if from.IsValid() {
+		if network == "tcp" {
+			d.LocalAddr = &net.TCPAddr{IP: from.AsSlice()}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: from.AsSlice()}
+		}
+	}
+	var c net.Conn
+	if err := n.Do(func(ns.NetNS) (err error) {
+		c, err = d.Dial(network, to.String())
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(emulation.ProbeTimeout))
+	msg := []byte("steer probe\n")
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("no reply: %w", err)
+	}
+	return nil
 }
 
 // expectUnreachableFromClient checks the control: without steering the remote client gets no

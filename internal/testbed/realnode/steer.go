@@ -94,11 +94,7 @@ func (n *Node) ApplySteer(ctx context.Context, image string) error {
 		return err
 	}
 	base := filepath.Join(root, "manifests")
-	rendered, err := exec.CommandContext(ctx, kubectl, "kustomize", base).Output()
-	if err != nil {
-		return fmt.Errorf("kubectl kustomize %s: %w", base, err)
-	}
-	ds, err := daemonSetOf(rendered)
+	ds, err := shippedDaemonSet(ctx, kubectl, base)
 	if err != nil {
 		return err
 	}
@@ -124,6 +120,15 @@ func (n *Node) ApplySteer(ctx context.Context, image string) error {
 	return nil
 }
 
+// shippedDaemonSet is Steer's DaemonSet as the manifests in base render.
+func shippedDaemonSet(ctx context.Context, kubectl, base string) (*appsv1.DaemonSet, error) {
+	rendered, err := exec.CommandContext(ctx, kubectl, "kustomize", base).Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize %s: %w", base, err)
+	}
+	return daemonSetOf(rendered)
+}
+
 // daemonSetOf finds Steer's DaemonSet in rendered manifests.
 func daemonSetOf(rendered []byte) (*appsv1.DaemonSet, error) {
 	for _, doc := range strings.Split(string(rendered), "\n---\n") {
@@ -143,9 +148,10 @@ func daemonSetOf(rendered []byte) (*appsv1.DaemonSet, error) {
 	return nil, fmt.Errorf("the manifests hold no DaemonSet %q", SteerDaemonSet)
 }
 
-// overlay is the kustomization: the image by kustomize's images transformer, the rest as JSON
-// patches computed from the rendered DaemonSet (so they follow its containers and volumes).
-func (n *Node) overlay(base string, ds *appsv1.DaemonSet, image string) ([]byte, error) {
+// overlay is the kustomization of resource (a directory or a file): the image by kustomize's
+// images transformer (none when image is empty), the rest as JSON patches computed from the
+// rendered DaemonSet (so they follow its containers and volumes).
+func (n *Node) overlay(resource string, ds *appsv1.DaemonSet, image string) ([]byte, error) {
 	api, err := url.Parse(n.cluster.Host())
 	if err != nil {
 		return nil, err
@@ -185,25 +191,28 @@ func (n *Node) overlay(base string, ds *appsv1.DaemonSet, image string) ([]byte,
 			names[c.image] = true
 		}
 	}
-	var images []map[string]any
-	name, tag, _ := strings.Cut(image, ":")
-	for img := range names {
-		images = append(images, map[string]any{"name": imageName(img), "newName": name, "newTag": tag})
-	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
 		return nil, err
 	}
-	return yaml.Marshal(map[string]any{
+	kust := map[string]any{
 		"apiVersion": "kustomize.config.k8s.io/v1beta1",
 		"kind":       "Kustomization",
-		"resources":  []string{base},
-		"images":     images,
+		"resources":  []string{resource},
 		"patches": []map[string]any{{
 			"target": map[string]any{"kind": "DaemonSet", "name": SteerDaemonSet},
 			"patch":  string(patch),
 		}},
-	})
+	}
+	if image != "" {
+		var images []map[string]any
+		name, tag, _ := strings.Cut(image, ":")
+		for img := range names {
+			images = append(images, map[string]any{"name": imageName(img), "newName": name, "newTag": tag})
+		}
+		kust["images"] = images
+	}
+	return yaml.Marshal(kust)
 }
 
 // imageName is a reference without its tag or digest.
