@@ -242,15 +242,15 @@ func (n *Node) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		n.mu.Lock()
-		add(n.kubelet.stop(10 * time.Second))
+		add(n.kubelet.stopGroup(10 * time.Second))
 		if n.containerd != nil && !n.containerd.exited() {
 			add(n.removeSandboxes(ctx))
 		}
-		add(n.containerd.stop(10 * time.Second))
+		add(n.containerd.stopGroup(10 * time.Second))
 		n.mu.Unlock()
 		add(n.killLeftovers())
-		add(n.kcm.stop(5 * time.Second))
-		add(n.scheduler.stop(5 * time.Second))
+		add(n.kcm.stopGroup(5 * time.Second))
+		add(n.scheduler.stopGroup(5 * time.Second))
 		if n.cluster != nil {
 			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 			_ = n.cluster.Client().CoreV1().Nodes().Delete(dctx, n.name, metav1.DeleteOptions{})

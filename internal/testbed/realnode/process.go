@@ -1,11 +1,15 @@
 package realnode
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +59,8 @@ func (p *process) exited() bool {
 }
 
 // stop sends SIGTERM to the process group, then SIGKILL after grace, and waits for the process.
+// Other members of the group live on, as under a service manager's process kill mode: a
+// restarted containerd finds its CNI calls still running.
 func (p *process) stop(grace time.Duration) error {
 	if p == nil || p.exited() {
 		return nil
@@ -74,6 +80,57 @@ func (p *process) stop(grace time.Duration) error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("%s (pid %d) still running after SIGKILL", p.name, p.pid())
 	}
+}
+
+// stopGroup stops the process, then kills the rest of its group and waits until none is left:
+// a CNI plugin containerd forked just before it stopped is still in the group (perhaps not yet
+// exec'd, so no scan by path finds it) and would go on writing the host after the node put it
+// back.
+func (p *process) stopGroup(grace time.Duration) error {
+	if p == nil {
+		return nil
+	}
+	if err := p.stop(grace); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		members := groupMembers(p.pid())
+		if len(members) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s's process group %d still running after SIGKILL: %v", p.name, p.pid(), members)
+		}
+		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// groupMembers are the live (not zombie) processes of process group pgid.
+func groupMembers(pgid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// After the command's closing parenthesis: state, ppid, pgrp.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // spawner forks children from one thread that stays in the node's network namespace for as
