@@ -53,13 +53,7 @@ const (
 )
 
 func BenchmarkCNI(b *testing.B) {
-	n := cninode.NewNode(b)
-	namespace := kubetest.Namespace(b)
-	clusterPath := n.WriteConfFile(b, "10-cbr0.conflist", n.BridgeConf("cbr0", "cni0", "10.10.0.0/16", "10.10.0.1"))
-	cluster, err := os.ReadFile(clusterPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	n, namespace, clusterPath, cluster := newBenchNode(b)
 	secondaries := make([][]byte, maxSecondaries)
 	for i := range secondaries {
 		name := fmt.Sprintf("net-%d", i+1)
@@ -220,6 +214,20 @@ func overheadRatio(s, m, direct []time.Duration, q float64) float64 {
 }
 
 // withDefaultNetworks is a steer configuration with nets as its defaultNetworks.
+// newBenchNode is a node with its namespace on the apiserver and its cluster network: a bridge
+// conflist, its path and its bytes.
+func newBenchNode(b *testing.B) (n *cninode.Node, namespace, clusterPath string, cluster []byte) {
+	b.Helper()
+	n = cninode.NewNode(b)
+	namespace = kubetest.Namespace(b)
+	clusterPath = n.WriteConfFile(b, "10-cbr0.conflist", n.BridgeConf("cbr0", "cni0", "10.10.0.0/16", "10.10.0.1"))
+	cluster, err := os.ReadFile(clusterPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n, namespace, clusterPath, cluster
+}
+
 func withDefaultNetworks(b testing.TB, conf []byte, nets []string) []byte {
 	return withKey(b, conf, "defaultNetworks", nets)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
-	"github.com/steernet/steer/internal/testutil/kubetest"
 )
 
 var (
@@ -28,13 +27,7 @@ const (
 // a runtime starts it), in the order sequential, burst, burst, sequential with half the pods
 // each, so drift on a shared machine hits both alike.
 func BenchmarkSteerdScale(b *testing.B) {
-	n := cninode.NewNode(b)
-	namespace := kubetest.Namespace(b)
-	clusterPath := n.WriteConfFile(b, "10-cbr0.conflist", n.BridgeConf("cbr0", "cni0", "10.10.0.0/16", "10.10.0.1"))
-	cluster, err := os.ReadFile(clusterPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	n, namespace, clusterPath, cluster := newBenchNode(b)
 	// A /20: room for every pod of the run at once.
 	n.CreateNAD(b, namespace, "net-1", n.MacvlanConf("net-1", cninode.Masters[0], "192.168.96.0/20"))
 	stderr, err := os.Create(n.Dir + "/plugins.stderr")

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/datapath"
@@ -24,25 +23,8 @@ func TestDetachResetsKnobs(t *testing.T) {
 			pod, peer := nstest.NewNS(t), nstest.NewNS(t)
 			nstest.Veth(t, pod, "eth0", peer, "p0")
 			nstest.Veth(t, pod, "net1", peer, "p1")
-			err := pod.Do(func(ns.NetNS) error {
-				for name, cidr := range map[string]string{"eth0": "198.51.100.5/24", "net1": "192.0.2.10/24"} {
-					l, err := netlink.LinkByName(name)
-					if err != nil {
-						return err
-					}
-					addr, err := netlink.ParseAddr(cidr)
-					if err != nil {
-						return err
-					}
-					if err := netlink.AddrAdd(l, addr); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			nstest.AddAddr(t, pod, "eth0", "198.51.100.5/24")
+			nstest.AddAddr(t, pod, "net1", "192.0.2.10/24")
 			dp := BPF{Options: datapath.Options{Layout: nstest.BPFRoot(t), LegacyTC: legacy}}
 			id := "knobs" + nstest.Suffix()
 			atts := []Attachment{

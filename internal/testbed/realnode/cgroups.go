@@ -88,37 +88,32 @@ func (n *Node) cgroupPIDs() []int {
 
 // shimPIDs are the containerd shims of this node's containerd (they outlive it by design).
 func (n *Node) shimPIDs() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	return processes(func(dir string) bool {
+		cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
+			return false
 		}
 		args := strings.Split(string(cmd), "\x00")
-		if len(args) > 0 && filepath.Base(args[0]) == "containerd-shim-runc-v2" && strings.Contains(string(cmd), n.CRISocket()) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+		return len(args) > 0 && filepath.Base(args[0]) == "containerd-shim-runc-v2" && strings.Contains(string(cmd), n.CRISocket())
+	})
 }
 
 // pluginPIDs are the CNI plugins running from CNIBinDir, which the node owns: a call containerd
 // started before it stopped runs on without it, and a DEL run in-process by a plugin whose steerd
 // has gone writes Steer's cache directory, after the host was put back unless it is killed.
 func pluginPIDs() []int {
+	return processes(func(dir string) bool {
+		exe, err := os.Readlink(filepath.Join(dir, "exe"))
+		return err == nil && under(exe, CNIBinDir)
+	})
+}
+
+// processes are the machine's processes whose /proc directory match accepts.
+func processes(match func(dir string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && under(exe, CNIBinDir) {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && match(filepath.Join("/proc", e.Name())) {
 			pids = append(pids, pid)
 		}
 	}

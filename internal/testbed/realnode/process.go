@@ -109,28 +109,19 @@ func (p *process) stopGroup(grace time.Duration) error {
 
 // groupMembers are the live (not zombie) processes of process group pgid.
 func groupMembers(pgid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	return processes(func(dir string) bool {
+		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
+			return false
 		}
 		// After the command's closing parenthesis: state, ppid, pgrp.
 		i := bytes.LastIndexByte(stat, ')')
 		if i < 0 {
-			continue
+			return false
 		}
 		f := strings.Fields(string(stat[i+1:]))
-		if len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+		return len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid)
+	})
 }
 
 // spawner forks children from one thread that stays in the node's network namespace for as
