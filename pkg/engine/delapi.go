@@ -39,6 +39,11 @@ func (e *Engine) delFromAPI(ctx context.Context, r *request) {
 		a := atts[i]
 		n, err := delegate.Parse(a.conf, r.conf.CNIVersion)
 		if err == nil {
+			// ADD refuses these; a NAD changed to one since must not run it now either.
+			a.net = n
+			err = refuseMetaPlugins(a)
+		}
+		if err == nil {
 			err = runner.Del(ctx, n, r.target(a.ifName, a.capArgs))
 		}
 		if err != nil {

@@ -358,6 +358,13 @@ func TestDelFromAPIServer(t *testing.T) {
 	if got := del(e.api.pods["ns1/gone-nad"]); !slices.Equal(got, []string{"steering DETACH ", "dflt DEL net1", "clusterplugin DEL eth0"}) {
 		t.Errorf("calls with a missing NAD %v", got)
 	}
+	// A NAD that nests a meta plugin (refused by ADD) is not run by DEL either: it would run
+	// with the NAD's own binDir and delegates.
+	e.api.nads["ns1/nested"] = `{"cniVersion":"1.0.0","name":"nested","type":"steer","binDir":"/tmp/evil","delegates":[{"cniVersion":"1.0.0","name":"x","type":"evil"}]}`
+	e.addPod("ns1", "nested", map[string]string{k8s.NetworksAnnotation: "a,nested"})
+	if got := del(e.api.pods["ns1/nested"]); !slices.Equal(got, []string{"steering DETACH ", "macvlan DEL net2", "dflt DEL net1", "clusterplugin DEL eth0"}) {
+		t.Errorf("calls with a nested steer NAD %v", got)
+	}
 	// The pod is gone, or is another pod of the same name, or the apiserver fails: its
 	// networks are unknown, nothing runs.
 	if got := del(&k8s.Pod{Namespace: "ns1", Name: "nobody", UID: "u"}); len(got) != 0 {
