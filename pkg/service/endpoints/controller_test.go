@@ -90,7 +90,17 @@ func TestSlicesOfSecondaryAddresses(t *testing.T) {
 	}, "\n"))
 
 	// Settled, the controller writes nothing more (what it reads back equals what it wrote).
+	// The listing can show the final endpoints a moment before the sync that wrote them has
+	// deleted an emptied placeholder (deletions go last), so settled is when writes stop.
 	settled := writes(m)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		n := writes(m)
+		if n == settled {
+			break
+		}
+		settled = n
+	}
 	time.Sleep(time.Second)
 	if n := writes(m); n != settled {
 		t.Errorf("%v writes with nothing changing", n-settled)
