@@ -126,7 +126,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 		if cfg, err := restConfig(f.kubeconfig); err != nil {
 			log.Warn("Services on secondary networks are off: no apiserver to follow", "err", err)
 		} else {
-			s := services{flags: f.services, cfg: cfg, nodeName: f.nodeName, cniDir: cniCacheDir(conf.Plugin),
+			s := services{flags: f.services, cfg: cfg, nodeName: f.nodeName, cniDir: pluginCNIDir(conf.Plugin),
 				programmer: newServiceProgrammer(layout), reg: reg, log: log.With("part", "services")}
 			g.Go(func() error { return s.run(ctx) })
 		}

@@ -21,7 +21,6 @@ import (
 	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/pkg/leader"
 	"github.com/steernet/steer/pkg/metrics"
-	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/service"
 	"github.com/steernet/steer/pkg/service/agent"
 	"github.com/steernet/steer/pkg/service/endpoints"
@@ -109,14 +108,6 @@ func identity(node string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return node + "_" + hex.EncodeToString(b)
-}
-
-// cniCacheDir is the plugin's cniDir, where it caches what ADD attached.
-func cniCacheDir(plugin map[string]any) string {
-	if dir, ok := plugin["cniDir"].(string); ok && dir != "" {
-		return dir
-	}
-	return netconf.DefaultCNIDir
 }
 
 // attachedSource gives the node agent the secondary attachments of the engine's cache.

@@ -144,7 +144,7 @@ func TestServicesWithShippedRBAC(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	s := services{flags: f, cfg: cfg, nodeName: "node-a", cniDir: cniCacheDir(map[string]any{"cniDir": cniDir}),
+	s := services{flags: f, cfg: cfg, nodeName: "node-a", cniDir: pluginCNIDir(map[string]any{"cniDir": cniDir}),
 		programmer: rec, reg: prometheus.NewRegistry(), log: log}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
