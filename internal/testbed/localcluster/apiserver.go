@@ -16,17 +16,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // apiServer is a running kube-apiserver and what a client needs to reach it.
 type apiServer struct {
-	proc  *process
+	proc  *child.Process
 	url   string
 	port  int
 	token string // admin bearer token, group system:masters
 	ca    []byte // PEM of the serving CA; nil when none could be verified
 	// launch starts kube-apiserver on port with the same flags, files and certificates.
-	launch func(port int) (*process, probeFunc, error)
+	launch func(port int) (*child.Process, probeFunc, error)
 }
 
 // startAPIServer runs kube-apiserver on loopback against etcdURL and waits for /readyz.
@@ -54,7 +56,7 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 	defer probeClient.CloseIdleConnections()
 
 	s := &apiServer{token: token}
-	s.launch = func(port int) (*process, probeFunc, error) {
+	s.launch = func(port int) (*child.Process, probeFunc, error) {
 		s.port = port
 		s.url = "https://127.0.0.1:" + strconv.Itoa(port)
 		args := []string{
@@ -83,7 +85,7 @@ func startAPIServer(ctx context.Context, bin, dir, etcdURL string, extraArgs []s
 		}
 		return p, probe, err
 	}
-	s.proc, err = startOnFreePorts(ctx, 1, func(ports []int) (*process, probeFunc, error) { return s.launch(ports[0]) })
+	s.proc, err = startOnFreePorts(ctx, 1, func(ports []int) (*child.Process, probeFunc, error) { return s.launch(ports[0]) })
 	if err != nil {
 		return nil, err
 	}

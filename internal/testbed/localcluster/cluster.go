@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // Options configures Start. The zero value is ready to use.
@@ -36,7 +38,7 @@ type Options struct {
 type Cluster struct {
 	log        *slog.Logger
 	dir        string
-	etcd       *process
+	etcd       *child.Process
 	api        *apiServer
 	restConfig *rest.Config
 	client     kubernetes.Interface
@@ -76,11 +78,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.etcd, etcdURL, err = startEtcd(ctx, bins.Etcd, dir); err != nil {
 		return nil, err
 	}
-	log.Info("etcd ready", "url", etcdURL, "pid", c.etcd.pid())
+	log.Info("etcd ready", "url", etcdURL, "pid", c.etcd.Pid())
 	if c.api, err = startAPIServer(ctx, bins.KubeAPIServer, dir, etcdURL, opts.ExtraAPIServerArgs); err != nil {
 		return nil, err
 	}
-	log.Info("kube-apiserver ready", "url", c.api.url, "pid", c.api.proc.pid(), "verified_ca", c.api.ca != nil)
+	log.Info("kube-apiserver ready", "url", c.api.url, "pid", c.api.proc.Pid(), "verified_ca", c.api.ca != nil)
 
 	c.restConfig = restConfig(c.api)
 	c.kubeconfig = filepath.Join(dir, "kubeconfig")
@@ -108,11 +110,11 @@ func (c *Cluster) Stop() error {
 		// The apiserver first, so it does not log etcd errors for its last moments.
 		c.apiMu.Lock()
 		if c.api != nil && c.api.proc != nil {
-			errs = append(errs, c.api.proc.kill(stopTimeout))
+			errs = append(errs, c.api.proc.Kill(stopTimeout))
 		}
 		c.apiMu.Unlock()
 		if c.etcd != nil {
-			errs = append(errs, c.etcd.kill(stopTimeout))
+			errs = append(errs, c.etcd.Kill(stopTimeout))
 		}
 		if err := os.RemoveAll(c.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove cluster dir: %w", err))
@@ -143,7 +145,7 @@ func (c *Cluster) Dir() string { return c.dir }
 func (c *Cluster) PIDs() []int {
 	c.apiMu.Lock()
 	defer c.apiMu.Unlock()
-	return []int{c.etcd.pid(), c.api.proc.pid()}
+	return []int{c.etcd.Pid(), c.api.proc.Pid()}
 }
 
 // StopAPIServer kills kube-apiserver (SIGKILL, as a crash or a node reboot would) and leaves
@@ -151,11 +153,11 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) StopAPIServer() error {
 	c.apiMu.Lock()
 	defer c.apiMu.Unlock()
-	if c.api.proc.exited() {
+	if c.api.proc.Exited() {
 		return nil
 	}
-	c.log.Info("stopping kube-apiserver", "pid", c.api.proc.pid())
-	return c.api.proc.kill(stopTimeout)
+	c.log.Info("stopping kube-apiserver", "pid", c.api.proc.Pid())
+	return c.api.proc.Kill(stopTimeout)
 }
 
 // StartAPIServer starts kube-apiserver again after StopAPIServer, on the same port with the
@@ -164,7 +166,7 @@ func (c *Cluster) StopAPIServer() error {
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	c.apiMu.Lock()
 	defer c.apiMu.Unlock()
-	if !c.api.proc.exited() {
+	if !c.api.proc.Exited() {
 		return nil
 	}
 	p, probe, err := c.api.launch(c.api.port)
@@ -172,9 +174,9 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	if err := waitReady(ctx, p, probe); err != nil {
-		return errors.Join(err, p.kill(stopTimeout))
+		return errors.Join(err, p.Kill(stopTimeout))
 	}
 	c.api.proc = p
-	c.log.Info("kube-apiserver restarted", "url", c.api.url, "pid", p.pid())
+	c.log.Info("kube-apiserver restarted", "url", c.api.url, "pid", p.Pid())
 	return nil
 }

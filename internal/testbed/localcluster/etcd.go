@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // startEtcd runs a single-member etcd on loopback, waits until it answers /health and returns
 // its client URL.
-func startEtcd(ctx context.Context, bin, dir string) (*process, string, error) {
+func startEtcd(ctx context.Context, bin, dir string) (*child.Process, string, error) {
 	var clientURL string
-	p, err := startOnFreePorts(ctx, 2, func(ports []int) (*process, probeFunc, error) {
+	p, err := startOnFreePorts(ctx, 2, func(ports []int) (*child.Process, probeFunc, error) {
 		clientURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 		peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		args := []string{

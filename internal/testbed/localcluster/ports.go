@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // portAttempts bounds restarts after a child lost its port to another process.
@@ -14,7 +16,7 @@ type probeFunc func(context.Context) error
 // startOnFreePorts calls start with n loopback ports that were free a moment ago and waits until
 // the child passes its probe. Another process may take a port before the child binds it, so a
 // child that failed with "address already in use" is started again on new ports.
-func startOnFreePorts(ctx context.Context, n int, start func(ports []int) (*process, probeFunc, error)) (*process, error) {
+func startOnFreePorts(ctx context.Context, n int, start func(ports []int) (*child.Process, probeFunc, error)) (*child.Process, error) {
 	var lastErr error
 	for range portAttempts {
 		ports, err := freePorts(n)
@@ -31,7 +33,7 @@ func startOnFreePorts(ctx context.Context, n int, start func(ports []int) (*proc
 		}
 		lastErr = err
 		clash := portClash(p) // before kill, which makes every child look exited
-		if killErr := p.kill(stopTimeout); killErr != nil {
+		if killErr := p.Kill(stopTimeout); killErr != nil {
 			return nil, fmt.Errorf("%w; %w", err, killErr)
 		}
 		if !clash {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 const (
@@ -19,14 +21,14 @@ const (
 
 // waitReady polls probe until it succeeds, the child exits or ctx ends. Errors carry the end of
 // the child's log, which is where the reason is.
-func waitReady(ctx context.Context, p *process, probe func(context.Context) error) error {
+func waitReady(ctx context.Context, p *child.Process, probe func(context.Context) error) error {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	var probeErr error
 	for {
-		if p.exited() {
+		if p.Exited() {
 			return fmt.Errorf("%s exited before it was ready (%v); last lines of %s:\n%s",
-				p.name, p.waitErr, p.logPath, p.tail(logTailLines))
+				p.Name, p.WaitErr(), p.LogPath, p.Tail(logTailLines))
 		}
 		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		probeErr = probe(probeCtx)
@@ -37,7 +39,7 @@ func waitReady(ctx context.Context, p *process, probe func(context.Context) erro
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready (last probe: %v): %w; last lines of %s:\n%s",
-				p.name, probeErr, ctx.Err(), p.logPath, p.tail(logTailLines))
+				p.Name, probeErr, ctx.Err(), p.LogPath, p.Tail(logTailLines))
 		case <-tick.C:
 		}
 	}
@@ -66,6 +68,6 @@ func httpOK(ctx context.Context, client *http.Client, url, token string) error {
 
 // portClash reports whether a child failed because another process took its port between
 // freePorts and the child's bind.
-func portClash(p *process) bool {
-	return p.exited() && strings.Contains(p.tail(logTailLines), "address already in use")
+func portClash(p *child.Process) bool {
+	return p.Exited() && strings.Contains(p.Tail(logTailLines), "address already in use")
 }

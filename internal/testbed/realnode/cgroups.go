@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 const cgroupFS = "/sys/fs/cgroup"
@@ -88,7 +90,7 @@ func (n *Node) cgroupPIDs() []int {
 
 // shimPIDs are the containerd shims of this node's containerd (they outlive it by design).
 func (n *Node) shimPIDs() []int {
-	return processes(func(dir string) bool {
+	return child.Processes(func(dir string) bool {
 		cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil {
 			return false
@@ -102,22 +104,10 @@ func (n *Node) shimPIDs() []int {
 // started before it stopped runs on without it, and a DEL run in-process by a plugin whose steerd
 // has gone writes Steer's cache directory, after the host was put back unless it is killed.
 func pluginPIDs() []int {
-	return processes(func(dir string) bool {
+	return child.Processes(func(dir string) bool {
 		exe, err := os.Readlink(filepath.Join(dir, "exe"))
 		return err == nil && under(exe, CNIBinDir)
 	})
-}
-
-// processes are the machine's processes whose /proc directory match accepts.
-func processes(match func(dir string) bool) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && match(filepath.Join("/proc", e.Name())) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // killLeftovers kills every process containerd and kubelet left: the containers in the node's

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // containerdConfig is containerd 2.x's configuration for the node: everything under dir, CNI
@@ -99,8 +101,8 @@ func (n *Node) startContainerd(ctx context.Context) error {
 	}
 	n.containerd = p
 	return poll(ctx, 30*time.Second, func() error {
-		if p.exited() {
-			return permanent(fmt.Errorf("containerd exited: %s", tailFile(p.logPath, 20)))
+		if p.Exited() {
+			return permanent(fmt.Errorf("containerd exited: %s", child.TailFile(p.LogPath, 20)))
 		}
 		_, err := n.Crictl(ctx, "info")
 		return err
@@ -268,7 +270,7 @@ func run(ctx context.Context, bin string, args ...string) (string, error) {
 func (n *Node) RestartContainerd(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.containerd.stop(15 * time.Second); err != nil {
+	if err := n.containerd.Stop(15 * time.Second); err != nil {
 		return err
 	}
 	return n.startContainerd(ctx)

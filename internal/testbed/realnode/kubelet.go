@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // kubeletConfig answers this host's quirks: cgroup v1 (deprecated, so allowed explicitly) with
@@ -68,8 +70,8 @@ func (n *Node) startKubelet() error {
 // waitNodeReady waits until the node reports Ready.
 func (n *Node) waitNodeReady(ctx context.Context) error {
 	return poll(ctx, 90*time.Second, func() error {
-		if n.kubelet.exited() {
-			return permanent(fmt.Errorf("kubelet exited: %s", tailFile(n.kubelet.logPath, 30)))
+		if n.kubelet.Exited() {
+			return permanent(fmt.Errorf("kubelet exited: %s", child.TailFile(n.kubelet.LogPath, 30)))
 		}
 		node, err := n.cluster.Client().CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // Leftovers lists what a stopped node left on the machine: its processes, mounts, cgroups,
@@ -18,9 +20,9 @@ func (n *Node) leftovers() []string {
 	if pids := append(n.cgroupPIDs(), n.shimPIDs()...); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes %v", pids))
 	}
-	for _, p := range []*process{n.containerd, n.kubelet, n.kcm, n.scheduler} {
-		if p != nil && !p.exited() {
-			out = append(out, fmt.Sprintf("%s (pid %d) running", p.name, p.pid()))
+	for _, p := range []*child.Process{n.containerd, n.kubelet, n.kcm, n.scheduler} {
+		if p != nil && !p.Exited() {
+			out = append(out, fmt.Sprintf("%s (pid %d) running", p.Name, p.Pid()))
 		}
 	}
 	if ms, err := mounts(); err == nil {

@@ -29,6 +29,8 @@ import (
 	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/internal/testbed/podns"
 	"github.com/steernet/steer/internal/testutil/nstest"
+
+	"github.com/steernet/steer/internal/testutil/child"
 )
 
 // Addresses of the node: its IP sits on an empty bridge (this kernel has no dummy links), the
@@ -72,8 +74,8 @@ type Node struct {
 	nodeSpawner, hostSpawner *spawner
 
 	mu                  sync.Mutex // guards containerd and kubelet, which tests restart
-	containerd, kubelet *process
-	kcm, scheduler      *process
+	containerd, kubelet *child.Process
+	kcm, scheduler      *child.Process
 	stopOnce            sync.Once
 	stopErr             error
 }
@@ -242,15 +244,15 @@ func (n *Node) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		n.mu.Lock()
-		add(n.kubelet.stopGroup(10 * time.Second))
-		if n.containerd != nil && !n.containerd.exited() {
+		add(n.kubelet.StopGroup(10 * time.Second))
+		if n.containerd != nil && !n.containerd.Exited() {
 			add(n.removeSandboxes(ctx))
 		}
-		add(n.containerd.stopGroup(10 * time.Second))
+		add(n.containerd.StopGroup(10 * time.Second))
 		n.mu.Unlock()
 		add(n.killLeftovers())
-		add(n.kcm.stopGroup(5 * time.Second))
-		add(n.scheduler.stopGroup(5 * time.Second))
+		add(n.kcm.StopGroup(5 * time.Second))
+		add(n.scheduler.StopGroup(5 * time.Second))
 		if n.cluster != nil {
 			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 			_ = n.cluster.Client().CoreV1().Nodes().Delete(dctx, n.name, metav1.DeleteOptions{})

@@ -1,14 +1,10 @@
 package realnode
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"strings"
 	"time"
 )
 
@@ -39,25 +35,6 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// tailFile returns the last n lines of a log, for error messages.
-func tailFile(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	defer f.Close()
-	const window = 64 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size() > window {
-		_, _ = f.Seek(-window, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func lookPath(tool string) (string, error) {
