@@ -20,12 +20,12 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 )
 
-// Steerd is steerd running on an emulated node in thick mode, as the DaemonSet runs it: in the
-// node's network namespace, in the machine's mount namespace (so its pins are the ones the
-// plugin and steerctl see).
+// Steerd is steerd running on an emulated node, as the DaemonSet runs it: in the node's network
+// namespace, in the machine's mount namespace (so its pins are the ones the plugin and steerctl
+// see).
 type Steerd struct {
 	cmd     *exec.Cmd
-	Socket  string
+	Socket  string // "" in thin mode
 	Metrics string // host:port of /metrics inside the node namespace
 	Log     string
 
@@ -45,10 +45,13 @@ type SteerdOptions struct {
 	// Services runs Services on secondary networks (the EndpointSlice controller's election
 	// and the node agent); off, a node's steerd is what the CNI tests measure and nothing more.
 	Services bool
+	// Thin runs steerd as the chart's thin mode does: no socket, and a plugin config without
+	// socketPath, so the plugin does ADD and DEL itself.
+	Thin bool
 }
 
-// StartSteerd starts steerd for node i of host, waits until its socket answers and its CNI
-// config is written, and returns it.
+// StartSteerd starts steerd for node i of host, waits until its socket answers (thick mode) and
+// its CNI config is written, and returns it.
 func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd, error) {
 	d, err := LaunchSteerd(node, i, host, o)
 	if err != nil {
@@ -64,7 +67,6 @@ func StartSteerd(ctx context.Context, node ns.NetNS, i int, host HostRoot, o Ste
 // LaunchSteerd starts steerd as StartSteerd does, without waiting for it to be ready.
 func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd, error) {
 	plugin := map[string]any{
-		"socketPath": host.Socket(),
 		"kubeconfig": o.Kubeconfig,
 		"confDir":    host.NADConfDir(),
 		"cniDir":     host.CNIDir(),
@@ -75,6 +77,18 @@ func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd
 	if o.LogLevel != "" {
 		plugin["logLevel"] = o.LogLevel
 	}
+	d := &Steerd{Metrics: "127.0.0.1:9465", Log: filepath.Join(host.Dir, "steerd.log"), exited: make(chan struct{})}
+	logf, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	var socket []string
+	if !o.Thin {
+		d.Socket = host.Socket()
+		plugin["socketPath"] = d.Socket
+		socket = []string{"-socket", d.Socket}
+	}
 	for k, v := range o.Extra {
 		plugin[k] = v
 	}
@@ -82,14 +96,7 @@ func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd
 	if err != nil {
 		return nil, err
 	}
-	d := &Steerd{Socket: host.Socket(), Metrics: "127.0.0.1:9465", Log: filepath.Join(host.Dir, "steerd.log"), exited: make(chan struct{})}
-	logf, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	d.cmd = exec.Command(o.Binary, "run",
-		"-socket", d.Socket,
+	d.cmd = exec.Command(o.Binary, append(append([]string{"run"}, socket...),
 		"-node-name", fmt.Sprintf("node-%c", 'a'+i),
 		"-kubeconfig", o.Kubeconfig,
 		"-cni-conf-dir", host.ConfDir(),
@@ -99,7 +106,7 @@ func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd
 		"-metrics-addr", d.Metrics,
 		"-gc-interval", "2s",
 		fmt.Sprintf("-services=%t", o.Services),
-	)
+	)...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// Forked from a thread inside the node's namespace, the child inherits it. Pdeathsig fires
@@ -130,7 +137,7 @@ func LaunchSteerd(node ns.NetNS, i int, host HostRoot, o SteerdOptions) (*Steerd
 // Socket is where a node's steerd listens.
 func (h HostRoot) Socket() string { return filepath.Join(h.Dir, "run/steer/steerd.sock") }
 
-// WaitReady waits until steerd's socket answers and /readyz says ready.
+// WaitReady waits until steerd's socket answers (thick mode) and /readyz says ready.
 func (d *Steerd) WaitReady(ctx context.Context, node ns.NetNS) error { return d.waitReady(ctx, node) }
 
 func (d *Steerd) waitReady(ctx context.Context, node ns.NetNS) error {
@@ -141,8 +148,7 @@ func (d *Steerd) waitReady(ctx context.Context, node ns.NetNS) error {
 			return fmt.Errorf("steerd exited: %v: %s", d.waitErr, tail(d.Log))
 		default:
 		}
-		if c, err := net.Dial("unix", d.Socket); err == nil {
-			c.Close()
+		if d.socketAnswers() {
 			if ok, _ := d.get(node, "/readyz"); ok != "" {
 				return nil
 			}
@@ -152,6 +158,20 @@ func (d *Steerd) waitReady(ctx context.Context, node ns.NetNS) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// socketAnswers tells whether steerd's socket accepts a connection; in thin mode, with no
+// socket, it always does.
+func (d *Steerd) socketAnswers() bool {
+	if d.Socket == "" {
+		return true
+	}
+	c, err := net.Dial("unix", d.Socket)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // get fetches a path of steerd's HTTP endpoint inside the node's namespace. The connection is

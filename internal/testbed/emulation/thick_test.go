@@ -33,8 +33,8 @@ func steerdBinary(t *testing.T) string {
 	return steerdBin.path
 }
 
-// thickEnv is kubeEnv with steerd serving the plugin on each node (thick mode), started the way
-// the DaemonSet runs it; steerd writes each node's CNI config itself.
+// thickEnv is kubeEnv with steerd on each node, started the way the DaemonSet runs it, serving the
+// plugin (thick mode, unless started thin); steerd writes each node's CNI config itself.
 type thickEnv struct {
 	*kubeEnv
 	layout bpffs.Layout
@@ -50,11 +50,19 @@ func newThickEnvOf(t *testing.T, fams Families) *thickEnv { return newThickEnvWi
 
 // newThickEnvWith is newThickEnvOf with steerd serving Services on secondary networks or not.
 func newThickEnvWith(t *testing.T, fams Families, services bool) *thickEnv {
+	return newSteerdEnv(t, fams, SteerdOptions{Services: services})
+}
+
+// newSteerdEnv is kubeEnv with steerd on each node started with o (its binary, apiserver and
+// pins filled in, steering on): thick mode, or thin with o.Thin.
+func newSteerdEnv(t *testing.T, fams Families, o SteerdOptions) *thickEnv {
 	e := &thickEnv{kubeEnv: newKubeEnvOf(t, true, fams), layout: nstest.BPFRoot(t)}
 	for i, k := range e.kubelets {
 		e.hosts[i] = k.Host
-		// The thin-mode config newKubeEnv installed is replaced by steerd's.
-		e.opts[i] = SteerdOptions{Binary: steerdBinary(t), Kubeconfig: kubetest.Cluster(t).Kubeconfig(), BPFFSRoot: e.layout.Root, Steering: true, Services: services}
+		// The config newKubeEnv installed is replaced by steerd's.
+		e.opts[i] = o
+		e.opts[i].Binary, e.opts[i].Kubeconfig, e.opts[i].BPFFSRoot = steerdBinary(t), kubetest.Cluster(t).Kubeconfig(), e.layout.Root
+		e.opts[i].Steering = true
 		e.start(t, i)
 	}
 	return e
