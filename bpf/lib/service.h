@@ -14,7 +14,8 @@
  *
  * The maps are written by the loader:
  *  - steer_svc_frontends: frontend -> service id, backend count and generation, affinity;
- *  - steer_svc_backend_addrs: the backends' addresses and ports, whose packets ingress diverts;
+ *  - steer_svc_backend_addrs: the backends' addresses and ports, whose packets ingress diverts,
+ *    each with the tick of its last active UDP pair (svc_udp_pair_recent);
  *  - steer_svc_slots: (id, generation, index) -> backend id. A new backend set is written in the
  *    generation the frontend does not use, then the frontend is switched to it in one update, so
  *    a packet sees the old set or the new one, never a mix;
@@ -39,6 +40,14 @@
 #define STEER_SVC_AFFINITIES 4096 /* sessionAffinity ClientIP entries */
 
 #define BPF_F_NO_PREALLOC (1U << 0)
+
+#define SVC_SEC 1000000000ULL
+#define SVC_UDP_IDLE_NS (60 * SVC_SEC) /* a UDP pair's life without packets: Cilium's non-TCP timeout */
+/* The coarse clock in ticks of about a second (svc_tick), in a backend address's value. */
+#define SVC_TICK_SHIFT 30
+/* How many ticks after its last tick a UDP pair may still be live: its idle time, a tick lost
+ * to rounding and one to a stamp written by another CPU meanwhile, with a margin. */
+#define SVC_UDP_PAIR_TICKS ((SVC_UDP_IDLE_NS >> SVC_TICK_SHIFT) + 4)
 
 struct steer_svc_state {
 	__u32 frontends; /* 0: the pod has none, the programs skip everything below */
@@ -161,7 +170,7 @@ struct {
 	__uint(max_entries, STEER_SVC_BACKENDS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct svc_key); /* a backend's address, port and protocol */
-	__type(value, __u32);	     /* unused */
+	__type(value, __u32);	     /* UDP: the tick of its last active pair, see svc_udp_pair_recent */
 } steer_svc_backend_addrs SEC(".maps");
 
 /* The proxy's programs, tail-called: egress with a packet to a frontend, ingress with one from a
@@ -227,10 +236,39 @@ static __always_inline int svc_key_of(struct __sk_buff *skb, struct svc_key *k, 
 #define SVC_TCP_SYN 0x02
 #define SVC_TCP_ACK 0x10
 
+static __always_inline __u32 svc_tick(__u64 now_ns)
+{
+	return now_ns >> SVC_TICK_SHIFT;
+}
+
+/* svc_udp_pair_recent tells, from a backend address's value, whether a proxied UDP pair to it
+ * may still be live: the proxy writes the tick of each pair's opening and stamps there (at most
+ * once a second per pair), so an address whose last tick is older than a pair's idle life has
+ * none. Its packets, and the pod's datagrams straight to it, then owe the proxy nothing, and an
+ * established direct flow does not pay the tail call per datagram. 0 (a loader that wrote no
+ * ticks) tells nothing: the packet goes to the proxy. */
+static __always_inline int svc_udp_pair_recent(const __u32 *last)
+{
+	__u32 tick = *last;
+
+	/* Signed: another CPU may have written a tick after this one read the clock. */
+	return !tick || (__s32)(svc_tick(bpf_ktime_get_coarse_ns()) - tick) <= (__s32)SVC_UDP_PAIR_TICKS;
+}
+
+/* svc_backend_diverted tells whether a packet of k's protocol to or from the backend address k
+ * goes to the proxy: any TCP segment (a TCP pair lives until it closes), a UDP datagram while a
+ * pair to it may be live. */
+static __always_inline int svc_backend_diverted(const struct svc_key *k)
+{
+	__u32 *last = bpf_map_lookup_elem(&steer_svc_backend_addrs, k);
+
+	return last && (k->proto == IPPROTO_TCP || svc_udp_pair_recent(last));
+}
+
 /* svc_opens_direct tells whether a packet of k's protocol (k its destination), not to a
- * frontend, may open a flow of the pod straight to a backend: a SYN, or any UDP datagram. The
- * proxy drops the reply tuple of an older proxied connection it collides with (see
- * svc_direct). */
+ * frontend, may open a flow of the pod straight to a backend that collides with a proxied pair:
+ * a SYN, or a UDP datagram while a pair to that backend may be live. The proxy drops the reply
+ * tuple of an older proxied connection it collides with (see svc_direct). */
 static __always_inline int svc_opens_direct(struct __sk_buff *skb, const struct svc_key *k, __u32 l4_off)
 {
 	if (k->proto == IPPROTO_TCP) {
@@ -239,12 +277,12 @@ static __always_inline int svc_opens_direct(struct __sk_buff *skb, const struct 
 		    (flags & (SVC_TCP_SYN | SVC_TCP_ACK)) != SVC_TCP_SYN)
 			return 0;
 	}
-	return bpf_map_lookup_elem(&steer_svc_backend_addrs, k) != NULL;
+	return svc_backend_diverted(k);
 }
 
 /* svc_divert hands a packet of family to the proxy's program prog when its destination (dst) is a
- * frontend or may open a direct flow to a backend, or its source is a backend; it returns only
- * when it did not, with a negative value. */
+ * frontend or may open a direct flow to a backend, or its source is a backend whose packets may
+ * be a pair's; it returns only when it did not, with a negative value. */
 static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog, const __u8 family)
 {
 	struct svc_key k = {};
@@ -255,7 +293,7 @@ static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog
 	if (dst) {
 		if (!bpf_map_lookup_elem(&steer_svc_frontends, &k) && !svc_opens_direct(skb, &k, l4_off))
 			return -1;
-	} else if (!bpf_map_lookup_elem(&steer_svc_backend_addrs, &k)) {
+	} else if (!svc_backend_diverted(&k)) {
 		return -1;
 	}
 	bpf_tail_call(skb, &steer_svc_progs, prog);

@@ -12,7 +12,10 @@
  *  - a pair that saw no packet for SVC_UDP_IDLE_NS (UDP) or SVC_TCP_IDLE_NS (TCP, a backstop for
  *    a close the proxy missed) counts as absent, unless its other half is still fresh;
  *  - a SYN or datagram the pod sends straight to a backend, whose tuple is the reply view of a
- *    pair, ends that pair: the kernel's own socket owns the tuple (svc_direct);
+ *    pair, ends that pair: the kernel's own socket owns the tuple (svc_direct). A UDP pair
+ *    writes its tick in its backend address's value as it opens and is stamped, so that the
+ *    pod's programs divert the datagrams of a backend no pair used for a while at all
+ *    (svc_udp_pair_recent);
  *  - a new proxied connection whose tuple on the wire is an open connection's pair, or a socket's
  *    of the pod, takes another source port (SVC_NAT_PORT_*), which the reverse NAT restores.
  * Every entry is stamped with the coarse clock once a second at most: a live connection's packets
@@ -27,9 +30,7 @@
 #include "rewrite.h"
 #include "service.h"
 
-#define SVC_SEC 1000000000ULL
 #define SVC_CLOSE_GRACE_NS (10 * SVC_SEC)    /* conntrack's CLOSE, Cilium's FIN timeout */
-#define SVC_UDP_IDLE_NS (60 * SVC_SEC)	     /* Cilium's non-TCP timeout */
 #define SVC_TCP_IDLE_NS (6 * 3600 * SVC_SEC) /* Cilium's TCP timeout */
 #define SVC_STAMP_NS SVC_SEC		     /* how stale a live entry's stamp may be */
 /* Source ports a colliding connection takes: above the kernel's ephemeral range (32768-60999 by
@@ -203,11 +204,26 @@ static __always_inline int svc_live(__u64 seen, __u32 closing, __u8 proto, __u64
 	return age <= (__s64)(proto == IPPROTO_TCP ? SVC_TCP_IDLE_NS : SVC_UDP_IDLE_NS);
 }
 
-/* svc_stamp refreshes a live entry's stamp when it is a second old. */
-static __always_inline void svc_stamp(__u64 *seen, __u32 closing, __u64 now)
+/* svc_stamp refreshes a live entry's stamp when it is a second old, and tells whether it did. */
+static __always_inline int svc_stamp(__u64 *seen, __u32 closing, __u64 now)
 {
-	if (!svc_closed(closing) && (__s64)(now - *seen) > (__s64)SVC_STAMP_NS)
-		*seen = now;
+	if (svc_closed(closing) || (__s64)(now - *seen) <= (__s64)SVC_STAMP_NS)
+		return 0;
+	*seen = now;
+	return 1;
+}
+
+/* svc_pair_tick writes now's tick in the value of the backend address (addr, port) of a UDP
+ * pair that opens or is stamped: see svc_udp_pair_recent. */
+static __always_inline void svc_pair_tick(const union steer_addr *addr, __be16 port, __u8 proto, __u64 now,
+					  const __u8 family)
+{
+	if (proto != IPPROTO_UDP)
+		return;
+	struct svc_key k = {.family = family, .proto = proto, .port = port, .addr = *addr};
+	__u32 *last = bpf_map_lookup_elem(&steer_svc_backend_addrs, &k), tick = svc_tick(now);
+	if (last && *last != tick)
+		*last = tick;
 }
 
 /* svc_close records what a TCP segment with flags says of its connection's end in an entry of
@@ -379,7 +395,8 @@ static __always_inline int svc_egress(struct __sk_buff *skb, const __u8 family)
 	if (be) {
 		if (!conn->seen_ns)
 			conn->seen_ns = now;
-		svc_stamp(&conn->seen_ns, conn->closing, now);
+		if (svc_stamp(&conn->seen_ns, conn->closing, now))
+			svc_pair_tick(&be->addr, be->port, p.proto, now, family);
 		if (flags & (TCP_FIN | TCP_RST)) {
 			svc_close((__u32 *)&conn->closing, &conn->seen_ns, flags, 1, now);
 			struct svc_rev *rv = bpf_map_lookup_elem(&steer_svc_revnat, &rk);
@@ -407,6 +424,7 @@ static __always_inline int svc_egress(struct __sk_buff *skb, const __u8 family)
 		nat = port;
 		if (c)
 			c->conns++;
+		svc_pair_tick(&be->addr, be->port, p.proto, now, family);
 	}
 
 	union steer_addr daddr = be->addr, saddr = be->saddr, nh = be->nexthop;
@@ -481,7 +499,8 @@ static __always_inline int svc_ingress(struct __sk_buff *skb, const __u8 family)
 	}
 	if (!rv->seen_ns)
 		rv->seen_ns = now;
-	svc_stamp(&rv->seen_ns, rv->closing, now);
+	if (svc_stamp(&rv->seen_ns, rv->closing, now))
+		svc_pair_tick(&p.saddr, p.sport, p.proto, now, family);
 	if (flags & (TCP_FIN | TCP_RST)) {
 		svc_close((__u32 *)&rv->closing, &rv->seen_ns, flags, 0, now);
 		struct svc_conn *conn = bpf_map_lookup_elem(&steer_svc_conns, &ck);

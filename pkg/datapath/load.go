@@ -16,10 +16,14 @@ type Objects struct {
 	// Config is the .rodata map holding the load-time configuration, pinned for inspection.
 	Config *ebpf.Map
 	pins   map[string]*ebpf.Map // every map Attach pins, by pin name; the same values as above
+	proxy  *serviceMaps         // loaded by ProgramServices; nil until then
 }
 
 // Close releases the process's references; pinned objects stay.
 func (o *Objects) Close() error {
+	if o.proxy != nil {
+		closeProxyMaps(o.proxy)
+	}
 	return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close(), o.Config.Close())
 }
 

@@ -459,3 +459,92 @@ func TestProgRunServicePortCollision(t *testing.T) {
 		})
 	}
 }
+
+// The backend addresses' ticks, as bpf/lib/service.h counts them.
+const (
+	svcTickShift     = 30
+	svcUDPPairTicks  = 60_000_000_000>>svcTickShift + 4
+	svcLongPastTick  = 1 // the loader's
+	svcUnknownTick   = 0 // an older loader's
+	svcDirectUDPPort = 40000
+)
+
+// svcBackendKey is a backend address's key in steer_svc_backend_addrs.
+func svcBackendKey(b netip.AddrPort, proto service.Protocol) svcSvcKey {
+	k := svcSvcKey{Family: unix.AF_INET, Proto: uint8(proto), Port: hostToBE(b.Port())}
+	if b.Addr().Is6() {
+		k.Family = unix.AF_INET6
+	}
+	k.Addr.V6 = AddrBytes(b.Addr())
+	return k
+}
+
+// svcTick reads the tick of a backend address's last active UDP pair.
+func (e *prEnv) svcTick(b netip.AddrPort) uint32 {
+	e.t.Helper()
+	var tick uint32
+	if err := e.svcMaps().backendAddrs.Lookup(svcBackendKey(b, service.UDP), &tick); err != nil {
+		e.t.Fatal(err)
+	}
+	return tick
+}
+
+func (e *prEnv) setSvcTick(b netip.AddrPort, tick uint32) {
+	e.t.Helper()
+	if err := e.svcMaps().backendAddrs.Update(svcBackendKey(b, service.UDP), tick, ebpf.UpdateExist); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestProgRunServiceUDPTicks: a backend address holds the tick of its last active UDP pair (the
+// loader's is long past; a pair's opening writes the clock's), and the pod's programs hand the
+// proxy a datagram straight to that backend, or from it, only while a pair may be live by that
+// tick, or when an older loader wrote none: an established direct UDP flow to a backend no pair
+// used for a minute does not pay the proxy. Ticks are set by hand below to show each side of
+// the test on the same pair.
+func TestProgRunServiceUDPTicks(t *testing.T) {
+	e := svcSetup(t)
+	for _, tc := range svcCases {
+		if tc.proto != service.UDP {
+			continue
+		}
+		t.Run(prFamilyName(tc.fe.Is6()), func(t *testing.T) {
+			e := e.in(t)
+			e.program(svcEntry(tc.fe, 53, service.UDP, tc.backend))
+			if got := e.svcTick(tc.backend); got != svcLongPastTick {
+				t.Errorf("a new backend's tick %d, want %d", got, svcLongPastTick)
+			}
+			in := svcOut(tc.fe, svcDirectUDPPort, 53, service.UDP, 0)
+			expectDNAT(t, e.egress(prPrimary, in), in, []netip.AddrPort{tc.backend})
+			now := uint32(svcClock(t) >> svcTickShift)
+			if got := e.svcTick(tc.backend); got+1 < now || got > now+1 {
+				t.Errorf("tick %d after a pair opened, want the clock's %d", got, now)
+			}
+			reply := svcFromBackend(tc.backend, svcDirectUDPPort, service.UDP, 0)
+			direct := svcDirect(tc.backend, svcDirectUDPPort, service.UDP, 0)
+
+			// Long past: neither the backend's datagram nor a direct one reaches the proxy, which
+			// would rewrite the first and end the pair at the second.
+			e.setSvcTick(tc.backend, svcLongPastTick)
+			e.expectUntouched(reply)
+			if r := e.egress(prA, direct); r.ret != tcOK {
+				t.Fatalf("direct datagram: verdict %d, want pass", r.ret)
+			}
+			if cs, rs := e.svcPairs(); len(cs) != 1 || len(rs) != 1 {
+				t.Fatalf("a direct datagram reached the proxy with a tick long past: %d connections, %d reverse NATs", len(cs), len(rs))
+			}
+			// The oldest tick a live pair can have: the backend's datagram is a reply.
+			e.setSvcTick(tc.backend, uint32(svcClock(t)>>svcTickShift)-svcUDPPairTicks)
+			e.expectReply(reply, netip.AddrPortFrom(tc.fe, 53), svcDirectUDPPort)
+			// An older loader's: the direct datagram ends the pair.
+			e.setSvcTick(tc.backend, svcUnknownTick)
+			if r := e.egress(prA, direct); r.ret != tcOK {
+				t.Fatalf("direct datagram: verdict %d, want pass", r.ret)
+			}
+			if cs, rs := e.svcPairs(); len(cs) != 0 || len(rs) != 0 {
+				t.Errorf("a direct datagram with an older loader's tick left %d connections, %d reverse NATs", len(cs), len(rs))
+			}
+			e.program()
+		})
+	}
+}

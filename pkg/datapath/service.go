@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -199,6 +200,9 @@ func loadProxy(m *serviceMaps, loopMark uint32, carry map[string]*ebpf.Map) ([]s
 			return created, fmt.Errorf("install %s: %w", name, err)
 		}
 	}
+	if info, err := coll.Programs[svcProgSteerSvcEgress].Info(); err == nil {
+		loadedProxyTag.Store(&info.Tag)
+	}
 	for _, e := range svcMapTable {
 		if old, ok := carry[e.name]; ok {
 			if err := carryInto(*e.field(m), spec.Maps[e.name], e.name, old); err != nil {
@@ -226,8 +230,24 @@ func olderProxyMaps(m *serviceMaps) (map[string]*ebpf.Map, error) {
 	return older, nil
 }
 
+// loadedProxyTag is the kernel's tag of the proxy's egress program as this process loads it
+// (the same for every pod: their loop marks live in .rodata, which the tag leaves out); "" until
+// it loaded one.
+var loadedProxyTag atomic.Pointer[string]
+
+// isLoadedProxy tells whether prog, a pod's proxy egress program, is this build's: an older
+// build's proxy would not keep what this build's programs count on (the ticks of
+// svc_udp_pair_recent). Until this process has loaded a proxy it cannot tell, and says no.
+func isLoadedProxy(prog *ebpf.Program) bool {
+	info, err := prog.Info()
+	tag := loadedProxyTag.Load()
+	return err == nil && tag != nil && info.Tag == *tag
+}
+
 // ensureProxy loads the proxy of the pod pinned in dir unless this build's programs are in
-// place, pinning the maps it creates (over an older proxy's, whose entries it carries over).
+// place, pinning the maps it creates (over an older proxy's, whose entries it carries over). A
+// proxy of another build whose maps this build reads has its programs replaced, its maps and
+// connections kept.
 func ensureProxy(m *serviceMaps, dir string, loopMark uint32) error {
 	older, err := olderProxyMaps(m)
 	if err != nil {
@@ -240,8 +260,11 @@ func ensureProxy(m *serviceMaps, dir string, loopMark uint32) error {
 	}()
 	var prog *ebpf.Program
 	if len(older) == 0 && m.proxyLoaded() && m.progs.Lookup(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), &prog) == nil {
+		current := isLoadedProxy(prog)
 		prog.Close()
-		return nil
+		if current {
+			return nil
+		}
 	}
 	created, err := loadProxy(m, loopMark, older)
 	for _, e := range svcMapTable {
@@ -309,6 +332,32 @@ func (s Services) Program(containerID string, entries []service.Entry) error {
 		return fmt.Errorf("container %s: %w", containerID, err)
 	}
 	return nil
+}
+
+// ProgramServices installs entries in a collection Load returned, as Services.Program does in a
+// pod's pins, for a collection run without being attached (the per-packet measurements): the
+// proxy is loaded over o's maps at the first call, with maps of its own that o.Close closes.
+// itfs are the interfaces of o's Config.
+func (o *Objects) ProgramServices(itfs []Interface, entries []service.Entry) error {
+	if o.proxy == nil {
+		m := sharedServiceMaps(o)
+		if _, err := loadProxy(m, 0, nil); err != nil {
+			closeProxyMaps(m)
+			return err
+		}
+		o.proxy = m
+	}
+	return programServices(o.proxy, itfs, entries)
+}
+
+// closeProxyMaps closes the maps of m the proxy created, leaving the collection's.
+func closeProxyMaps(m *serviceMaps) {
+	for _, e := range svcMapTable {
+		if p := e.field(m); !e.shared && *p != nil {
+			(*p).Close()
+			*p = nil
+		}
+	}
 }
 
 // checkReverseHooks refuses entries leaving by an interface whose replies no TC ingress
@@ -403,7 +452,10 @@ func programServices(m *serviceMaps, itfs []Interface, entries []service.Entry) 
 			k := svcSvcKey{Family: b.Family, Proto: w.key.Proto, Port: b.Port, Addr: b.Addr}
 			liveAddrs[k] = true
 			if !oldAddrs[k] {
-				if err := m.backendAddrs.Update(k, uint32(0), ebpf.UpdateAny); err != nil {
+				// No pair can use an address that was in no entry: its pairs went with it (see
+				// purgeStale). Its value is the oldest tick, a second after boot, until the
+				// proxy opens one: see svc_udp_pair_recent.
+				if err := m.backendAddrs.Update(k, uint32(1), ebpf.UpdateAny); err != nil {
 					return fmt.Errorf("write backend address: %w", err)
 				}
 			}
