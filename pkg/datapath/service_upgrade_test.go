@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -93,5 +94,65 @@ func TestProxyCarriesOlderMaps(t *testing.T) {
 	}
 	if again, err := olderProxyMaps(m); err != nil || len(again) != 0 {
 		t.Errorf("this build's maps found older: %v %v", again, err)
+	}
+}
+
+// TestProxyOfAnotherBuildReplaced: a pod's proxy whose maps this build reads but whose programs
+// are another build's (here a stand-in returning SVC_PASS) gets this build's programs, its maps
+// and what they hold kept; this build's proxy is left as it is.
+func TestProxyOfAnotherBuildReplaced(t *testing.T) {
+	prSkipUnlessRoot(t)
+	objs, err := Load(Config{Interfaces: []Interface{
+		{Name: "eth0", Index: 100, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Primary: true, Addr4: netip.MustParseAddr("10.0.0.10")},
+		{Name: "net1", Index: 101, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Pin: true, Addr4: netip.MustParseAddr("10.1.0.10")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	m := sharedServiceMaps(objs)
+	if _, err := loadProxy(m, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer closeProxyMaps(m)
+	installed := func() *ebpf.ProgramInfo {
+		t.Helper()
+		var p *ebpf.Program
+		if err := m.progs.Lookup(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), &p); err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	ours := installed()
+	ourID, _ := ours.ID()
+	conns := m.conns
+	if err := ensureProxy(m, t.TempDir(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := installed().ID(); id != ourID {
+		t.Error("this build's proxy was loaded again")
+	}
+	other, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := m.progs.Update(uint32(svcSteerSvcProgSTEER_SVC_PROG_EGRESS), other, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureProxy(m, t.TempDir(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := installed(); got.Tag != ours.Tag {
+		t.Errorf("another build's proxy kept: tag %s, want %s", got.Tag, ours.Tag)
+	}
+	if m.conns != conns {
+		t.Error("the connection table was replaced")
 	}
 }
