@@ -43,7 +43,19 @@ type kase struct {
 	// redirect, then the loop-mark test of its new interface's program. A repeat loop keeps the
 	// skb, mark included, so it alternates the two as the packet would.
 	passes int
+	// pod is the pod the case runs in: a pod with Services is measured on the first table.
+	pod pod
 }
+
+// pod is a pod of the measurements, each a collection of its own.
+type pod int
+
+const (
+	plainPod    pod = iota // no Service entries
+	servicesPod            // svcEntries programmed
+	livePairPod            // svcEntries programmed and a proxied UDP pair to the backend live
+	pods
+)
 
 type row struct {
 	slot   int
@@ -140,6 +152,7 @@ func cases() []kase {
 				verdict: xdpPass, want: row{slotNet1, datapath.ReasonLearned}},
 		)
 	}
+	cs = append(cs, serviceCases()...)
 	one, fan := netip.MustParseAddr("239.2.0.9"), netip.MustParseAddr("239.1.2.3")
 	udp := &packet.UDP{SrcPort: 5000, DstPort: 5000}
 	return append(cs,

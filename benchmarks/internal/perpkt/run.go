@@ -112,12 +112,34 @@ func (r *Results) table(ctx context.Context, e *env, cs []kase, t TableSize, fir
 	}
 	r.Tables = append(r.Tables, Table{TableSize: t, Entries: n})
 
+	// The pods with Services, for the cases that need them (on the first table).
+	pods := [pods]*datapath.Objects{plainPod: objs}
+	if first {
+		for _, p := range []pod{servicesPod, livePairPod} {
+			if pods[p], err = e.loadServices(t.Capacity); err != nil {
+				return err
+			}
+			defer pods[p].Close()
+		}
+	}
+	objsOf := func(c kase) (*datapath.Objects, error) {
+		if c.pod == livePairPod {
+			if err := e.openPair(pods[c.pod]); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", c.name, c.family, err)
+			}
+		}
+		return pods[c.pod], nil
+	}
 	costs := make([][]float64, len(cs))
 	for i, c := range cs {
 		if !c.flows && !first {
 			continue
 		}
-		if msg, err := e.verify(objs, c); err != nil {
+		o, err := objsOf(c)
+		if err != nil {
+			return err
+		}
+		if msg, err := e.verify(o, c); err != nil {
 			return err
 		} else if msg != "" {
 			r.Rows[i].Check = msg
@@ -131,7 +153,11 @@ func (r *Results) table(ctx context.Context, e *env, cs []kase, t TableSize, fir
 			if !c.flows && !first {
 				continue
 			}
-			v, err := e.time(progOf(objs, c.hook), c, r.Repeat)
+			o, err := objsOf(c)
+			if err != nil {
+				return err
+			}
+			v, err := e.time(progOf(o, c.hook), c, r.Repeat)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", c.name, c.family, err)
 			}
@@ -191,13 +217,7 @@ func (e *env) verify(objs *datapath.Objects, c kase) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var ret uint32
-	ctx := e.context(c)
-	err = e.pod.Do(func(ns.NetNS) (err error) {
-		r, err := progrun.Run(progOf(objs, c.hook), progrun.Input{Data: c.frame, Context: ctx})
-		ret = r.Ret
-		return err
-	})
+	ret, err := e.run(progOf(objs, c.hook), c)
 	if err != nil {
 		return "", err
 	}
@@ -212,6 +232,17 @@ func (e *env) verify(objs *datapath.Objects, c kase) (string, error) {
 		return fmt.Sprintf("%s/%s not counted", ifName(c.want.slot), c.want.reason), nil
 	}
 	return "", nil
+}
+
+// run runs a case's frame once through p inside the pod and returns the verdict.
+func (e *env) run(p *ebpf.Program, c kase) (ret uint32, err error) {
+	ctx := e.context(c)
+	err = e.pod.Do(func(ns.NetNS) (err error) {
+		r, err := progrun.Run(p, progrun.Input{Data: c.frame, Context: ctx})
+		ret = r.Ret
+		return err
+	})
+	return ret, err
 }
 
 // counter sums a counter row's packets over CPUs.
