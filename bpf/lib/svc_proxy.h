@@ -14,8 +14,8 @@
  *  - a SYN or datagram the pod sends straight to a backend, whose tuple is the reply view of a
  *    pair, ends that pair: the kernel's own socket owns the tuple (svc_direct). A UDP pair
  *    writes its tick in its backend address's value as it opens and is stamped, so that the
- *    pod's programs divert the datagrams of a backend no pair used for a while at all
- *    (svc_udp_pair_recent);
+ *    pod's programs leave the datagrams to and from a backend no pair used for a minute to the
+ *    kernel (svc_udp_pair_recent);
  *  - a new proxied connection whose tuple on the wire is an open connection's pair, or a socket's
  *    of the pod, takes another source port (SVC_NAT_PORT_*), which the reverse NAT restores.
  * Every entry is stamped with the coarse clock once a second at most: a live connection's packets
@@ -393,10 +393,11 @@ static __always_inline int svc_egress(struct __sk_buff *skb, const __u8 family)
 		}
 	}
 	if (be) {
-		if (!conn->seen_ns)
+		/* A pair carried over unstamped is stamped at its first packet. */
+		if (!conn->seen_ns || svc_stamp(&conn->seen_ns, conn->closing, now)) {
 			conn->seen_ns = now;
-		if (svc_stamp(&conn->seen_ns, conn->closing, now))
 			svc_pair_tick(&be->addr, be->port, p.proto, now, family);
+		}
 		if (flags & (TCP_FIN | TCP_RST)) {
 			svc_close((__u32 *)&conn->closing, &conn->seen_ns, flags, 1, now);
 			struct svc_rev *rv = bpf_map_lookup_elem(&steer_svc_revnat, &rk);
@@ -497,10 +498,10 @@ static __always_inline int svc_ingress(struct __sk_buff *skb, const __u8 family)
 			return SVC_PASS;
 		}
 	}
-	if (!rv->seen_ns)
+	if (!rv->seen_ns || svc_stamp(&rv->seen_ns, rv->closing, now)) {
 		rv->seen_ns = now;
-	if (svc_stamp(&rv->seen_ns, rv->closing, now))
 		svc_pair_tick(&p.saddr, p.sport, p.proto, now, family);
+	}
 	if (flags & (TCP_FIN | TCP_RST)) {
 		svc_close((__u32 *)&rv->closing, &rv->seen_ns, flags, 0, now);
 		struct svc_conn *conn = bpf_map_lookup_elem(&steer_svc_conns, &ck);
