@@ -124,6 +124,47 @@ func TestRealNodeShapes(t *testing.T) {
 			expectNetworkStatus(t, pod, e.ns+"/dmz", e.ns+"/mgmt")
 			e.deleteLeavingNothing(t, pod)
 		})
+
+		t.Run("the control: with Steer's steering off, neither the node's IP nor the management LAN gets a reply", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			helm, err := realnode.Helm()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, err := e.node.HelmSteer(ctx, helm, e.node.Images().Steer, "--set", "mode=thin", "--set-json", `pluginConfig={"steering":false}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("$ %s", cmd)
+			if err := e.node.WaitSteerRolledOut(ctx, e.node.Images().Steer); err != nil {
+				t.Fatal(err)
+			}
+			d4, d6 := emulation.DMZ.Addr(35)
+			m4, m6 := emulation.Mgmt.Addr(35)
+			gw := e.runPod(t, "gw-off", fmt.Sprintf(`[{"name":"dmz","ips":["%s/24","%s/64"],"default-route":["%s","%s"]}]`,
+				d4, d6, emulation.RouterDMZ4, emulation.RouterDMZ6))
+			two := e.runPod(t, "two-off", fmt.Sprintf(`[{"name":"dmz","ips":["%s/24","%s/64"]},{"name":"mgmt","ips":["%s/24","%s/64"]}]`, d4.Next(), d6.Next(), m4, m6))
+			if len(pinsOf(gw.SandboxID)) > 0 || len(pinsOf(two.SandboxID)) > 0 {
+				t.Errorf("pins of Steer's programs with steering off")
+			}
+			for _, a := range e.expectPodIPs(t, gw) {
+				if a.Is4() {
+					err := exchange(e.node.NetNS(), "udp", netip.MustParseAddr(realnode.NodeIP), netip.AddrPortFrom(a, emulation.EchoUDPPort))
+					if !emulation.IsTimeout(err) {
+						t.Errorf("node IP -> %s udp: %v, want no reply", a, err)
+					}
+				}
+			}
+			for _, a := range []netip.Addr{m4, m6} {
+				err := emulation.ProbeUDP(ctx, e.node.LAN().Client, netip.AddrPortFrom(a, emulation.EchoUDPPort))
+				if !emulation.IsTimeout(err) {
+					t.Errorf("client -> %s udp: %v, want no reply", a, err)
+				}
+			}
+			e.deleteLeavingNothing(t, gw)
+			e.deleteLeavingNothing(t, two)
+		})
 	})
 
 	t.Run("thick mode, IPv6-only cluster network", func(t *testing.T) {
