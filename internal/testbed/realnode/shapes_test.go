@@ -17,6 +17,7 @@ import (
 
 	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/internal/testbed/realnode"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/install"
 )
 
@@ -188,7 +189,7 @@ func TestRealNodeShapes(t *testing.T) {
 }
 
 // expectThinMode checks the CNI config Steer installed makes the plugin do the work itself:
-// no steerd socket, the kubeconfig steerd writes.
+// the plugin's binary (not the shim), no steerd socket, the kubeconfig steerd writes.
 func expectThinMode(t *testing.T) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(realnode.CNIConfDir, install.ConfigName))
@@ -201,7 +202,7 @@ func expectThinMode(t *testing.T) {
 	if err := json.Unmarshal(data, &conf); err != nil {
 		t.Fatal(err)
 	}
-	if len(conf.Plugins) == 0 || conf.Plugins[0]["type"] != "steer" {
+	if len(conf.Plugins) == 0 || conf.Plugins[0]["type"] != api.PluginBinary {
 		t.Fatalf("Steer's CNI config: %s", data)
 	}
 	if p := conf.Plugins[0]; p["socketPath"] != nil || p["kubeconfig"] == nil {
