@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 var (
 	podsPerRow  = flag.Int("pods", 20, "measured pods per row and peer (after one unmeasured pod each)")
 	out         = flag.String("out", "", "write the results (markdown) to this file as well as to stdout")
+	only        = flag.String("peers", "", "measure only these peers (comma-separated) next to the baseline; default all")
 	multusThick = flag.Bool("multus-thick", true, "also measure Multus' thick plugin (multus-daemon and multus-shim)")
 )
 
@@ -181,6 +183,15 @@ func newHarness(tb testing.TB) *harness {
 	} else {
 		h.peers[1].versus = ""
 	}
+	if *only != "" {
+		want := strings.Split(*only, ",")
+		h.peers = slices.DeleteFunc(h.peers, func(p peer) bool { return p.meta && !slices.Contains(want, p.name) })
+		for i := range h.peers {
+			if !slices.ContainsFunc(h.peers, func(q peer) bool { return q.name == h.peers[i].versus }) {
+				h.peers[i].versus = ""
+			}
+		}
+	}
 	client := cluster.Client()
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}}, metav1.CreateOptions{}); err != nil {
 		tb.Fatal(err)
@@ -326,28 +337,27 @@ func (h *harness) once(p peer, k int, name string) (s sample, err error) {
 	if err := waitEvent(ctx, w, func(ev watch.Event) bool { return ev.Type == watch.Deleted }); err != nil {
 		return s, fmt.Errorf("waiting for the pod to go: %w", err)
 	}
+	// The pod object goes at once (no grace period); kubelet then stops the containers and the
+	// sandbox, and containerd tears the network down and removes the netns last.
+	var d2 realnode.CNIOps
 	for {
-		sbs, err := n.Sandboxes(ctx)
+		deleted, err := n.CNIOps(ctx)
 		if err != nil {
 			return s, err
 		}
-		if !readySandbox(sbs, sandbox) {
+		if d2 = deleted.Sub(added); d2.TearDowns > 0 {
 			break
 		}
 		if ctx.Err() != nil {
-			return s, fmt.Errorf("sandbox %s still ready after its pod was deleted", sandbox)
+			return s, fmt.Errorf("sandbox %s not torn down after its pod was deleted", sandbox)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	s.gone = time.Since(start)
-	deleted, err := n.CNIOps(ctx)
-	if err != nil {
-		return s, err
+	if d2.TearDowns != 1 {
+		return s, fmt.Errorf("containerd tore down %d networks for one pod", d2.TearDowns)
 	}
-	d = deleted.Sub(added)
-	if d.TearDowns != 1 {
-		return s, fmt.Errorf("containerd tore down %d networks for one pod", d.TearDowns)
-	}
+	d = d2
 	s.del = d.TearDownTime
 	// kubelet would remove the stopped sandbox at its next garbage collection, and containerd
 	// call DEL once more then, with whatever network is loaded: done here, for this peer, and
@@ -369,15 +379,6 @@ func (h *harness) sandboxOf(ctx context.Context, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("pod %s is Ready without a ready sandbox", name)
-}
-
-func readySandbox(sbs []realnode.Sandbox, id string) bool {
-	for _, sb := range sbs {
-		if sb.ID == id && sb.State == "SANDBOX_READY" {
-			return true
-		}
-	}
-	return false
 }
 
 func ready(p *corev1.Pod) bool {

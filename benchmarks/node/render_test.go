@@ -20,7 +20,7 @@ var measures = []measure{
 	{"CNI ADD", "containerd's set-up of the pod network: its call of the first config's plugin, as it times it", func(s sample) time.Duration { return s.add }},
 	{"create→Ready", "pod created through the apiserver until the watch sees it Ready (kubelet, containerd, image, network)", func(s sample) time.Duration { return s.ready }},
 	{"CNI DEL", "containerd's tear-down of the pod network, as it times it", func(s sample) time.Duration { return s.del }},
-	{"delete→gone", "pod deleted through the apiserver until it is gone and its sandbox stopped", func(s sample) time.Duration { return s.gone }},
+	{"delete→gone", "pod deleted through the apiserver until containerd has torn its network down (kubelet stopped its containers and sandbox first)", func(s sample) time.Duration { return s.gone }},
 }
 
 // render is the run's report section: medians and p90 per peer and row, overheads over the

@@ -184,7 +184,9 @@ func (m *Multus) startDaemon(ctx context.Context, daemonBin string, thin map[str
 	}
 	conf := map[string]any{}
 	for k, v := range thin {
-		if k != "kubeconfig" { // the daemon's client is in-cluster; the key would reach its delegates
+		// The daemon's client is in-cluster (a kubeconfig key would reach its delegates), and
+		// the shim's config it writes takes its name and type from the daemon's own keys.
+		if k != "kubeconfig" && k != "type" && k != "name" {
 			conf[k] = v
 		}
 	}
@@ -238,6 +240,9 @@ func (m *Multus) startDaemon(ctx context.Context, daemonBin string, thin map[str
 		var conf map[string]any
 		if err := json.Unmarshal(b, &conf); err != nil {
 			return fmt.Errorf("%s: %w", shim, err)
+		}
+		if conf["type"] != "multus-shim" {
+			return permanent(fmt.Errorf("multus-daemon wrote a config of type %v, not multus-shim: %s", conf["type"], b))
 		}
 		conf["daemonSocketDir"] = socketDir
 		m.Thick, err = json.Marshal(conf)
