@@ -17,8 +17,10 @@
 // as containerd times them around its call of the network plugin (its metrics), create to
 // Ready through the apiserver, and delete to the pod gone with its sandbox stopped.
 //
-// BenchmarkNode is the measurement (`make bench`, section node); TestNodeSmoke runs it with one
-// pod per row and peer, to prove it runs. Both need root, `make deps` and `make image`:
+// BenchmarkNode is the measurement (`make bench`, section node). It is not part of `make test`:
+// even one pod per row and peer takes about two minutes with the node's set-up (`-pods 1` is
+// the smoke run; `make bench BENCH_FLAGS='-quick -sections node'` runs two). It needs root,
+// `make deps` and `make image`:
 //
-//	go test -run '^$' -bench Node -benchtime 1x -timeout 60m ./benchmarks/node/ -args -pods 20 -out node.md
+//	go test -run '^$' -bench Node -benchtime 1x -timeout 90m ./benchmarks/node/ -args -pods 20 [-out node.md] [-peers steer-thin,multus-thin]
 package node

@@ -57,9 +57,6 @@ type sample struct{ add, del, ready, gone time.Duration }
 
 func BenchmarkNode(b *testing.B) { run(b, *podsPerRow) }
 
-// TestNodeSmoke proves the benchmark runs: one measured pod per row and peer.
-func TestNodeSmoke(t *testing.T) { run(t, 1) }
-
 func run(tb testing.TB, pods int) {
 	nstest.RequireRoot(tb)
 	h := newHarness(tb)
