@@ -359,10 +359,17 @@ func (h *harness) once(p peer, k int, name string) (s sample, err error) {
 	// kubelet would remove the stopped sandbox at its next garbage collection, and containerd
 	// call DEL once more then, with whatever network is loaded: done here, for this peer, and
 	// outside the figures.
-	if out, err := n.Crictl(ctx, "rmp", sandbox); err != nil {
-		return s, fmt.Errorf("remove sandbox %s: %w: %s", sandbox, err, out)
+	// kubelet removes the pod's containers meanwhile, which the removal may run into: retried.
+	for {
+		out, err := n.Crictl(ctx, "rmp", sandbox)
+		if err == nil || strings.Contains(out, "not found") {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return s, fmt.Errorf("remove sandbox %s: %w: %s", sandbox, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return s, nil
 }
 
 func (h *harness) sandboxOf(ctx context.Context, name string) (string, error) {
