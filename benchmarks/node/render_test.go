@@ -3,11 +3,13 @@ package node
 import (
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/steernet/steer/benchmarks/internal/stats"
+	"github.com/steernet/steer/internal/testbed/localcluster"
 )
 
 // measure is one of a pod's figures.
@@ -27,8 +29,10 @@ var measures = []measure{
 // cluster network alone, Steer's overheads as multiples of Multus', and the speed goals.
 func render(h *harness, samples map[string][][]sample, pods int, elapsed time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d measured pods per row and peer (after one unmeasured round), one pod at a time, peers and rows interleaved "+
-		"(the order rotating each round); %s in all.\n\n", pods, elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "kubelet %s and containerd %s (package realnode), Multus %s. "+
+		"%d measured pods per row and peer (after one unmeasured round), one pod at a time, peers and rows interleaved "+
+		"(the order rotating each round); %s in all.\n\n", envOr("KUBE_VERSION", localcluster.DefaultKubeVersion),
+		envOr("CONTAINERD_VERSION", localcluster.Version("containerd")), multusVersion, pods, elapsed.Round(time.Second))
 	b.WriteString("| peer | what runs |\n|---|---|\n")
 	for _, p := range h.peers {
 		fmt.Fprintf(&b, "| %s | %s |\n", p.name, p.about)
@@ -153,4 +157,13 @@ func verdict(met, partly bool) string {
 		return "within noise"
 	}
 	return "not met"
+}
+
+// envOr is the environment's value of key, else def: the version overrides realnode's binaries
+// honour.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

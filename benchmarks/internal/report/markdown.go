@@ -231,7 +231,7 @@ func cni(b *strings.Builder, r *Report) {
 }
 
 func node(b *strings.Builder, r *Report) {
-	b.WriteString("## Pods on a real node: Steer against Multus under kubelet and containerd\n\n")
+	b.WriteString("\n## Pods on a real node: Steer against Multus under kubelet and containerd\n\n")
 	if r.Node == nil {
 		b.WriteString("benchmarks/node was not run; nothing measured.\n")
 		return
