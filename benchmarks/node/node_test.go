@@ -93,7 +93,6 @@ func run(tb testing.TB, pods int) {
 
 // harness is the node with every peer installed.
 type harness struct {
-	tb     testing.TB
 	node   *realnode.Node
 	client kubernetes.Interface
 	ns     string
@@ -163,7 +162,7 @@ func newHarness(tb testing.TB) *harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &harness{tb: tb, node: node, client: cluster.Client(), ns: "node-bench-" + nstest.Suffix()}
+	h := &harness{node: node, client: cluster.Client(), ns: "node-bench-" + nstest.Suffix()}
 	h.peers = []peer{
 		{name: "cluster", about: "the cluster network's bridge conflist alone, no meta plugin (the baseline)",
 			file: realnode.ClusterConfigName},
