@@ -23,6 +23,7 @@ import (
 	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/internal/testbed/realnode"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/pkg/k8s"
 )
@@ -166,9 +167,9 @@ func newHarness(tb testing.TB) *harness {
 	h.peers = []peer{
 		{name: "cluster", about: "the cluster network's bridge conflist alone, no meta plugin (the baseline)",
 			file: realnode.ClusterConfigName},
-		{name: "steer-thick", about: "Steer's DaemonSet (kustomize manifests): the plugin hands each call to steerd", file: install.ConfigName,
+		{name: "steer-thick", about: "Steer's DaemonSet (kustomize manifests): its shim hands each call to steerd", file: install.ConfigName,
 			conf: thick, meta: true, versus: "multus-thick"},
-		{name: "steer-thin", about: "the same config without socketPath (Helm's mode: thin): the plugin does the work", file: install.ConfigName,
+		{name: "steer-thin", about: "the same config without socketPath, the plugin instead of its shim (Helm's mode: thin): the plugin does the work", file: install.ConfigName,
 			conf: thin, meta: true, versus: "multus-thin"},
 		{name: "multus-thin", about: "Multus " + multusVersion + " thin plugin: 00-multus.conf, its kubeconfig and RBAC", file: realnode.MultusConfigName,
 			conf: multus.Thin, meta: true},
@@ -225,7 +226,8 @@ func buildMultus(tb testing.TB) string {
 	return filepath.Join(cache, "multus", multusVersion)
 }
 
-// withoutSocket is Steer's config with its plugin's socketPath removed: thin mode.
+// withoutSocket is Steer's config with its plugin's socketPath removed and the plugin itself
+// named instead of its shim: thin mode, as steerd renders it without a socket.
 func withoutSocket(conf []byte) ([]byte, error) {
 	var c map[string]any
 	if err := json.Unmarshal(conf, &c); err != nil {
@@ -233,12 +235,15 @@ func withoutSocket(conf []byte) ([]byte, error) {
 	}
 	plugins, _ := c["plugins"].([]any)
 	for _, p := range plugins {
-		if m, ok := p.(map[string]any); ok && m["type"] == "steer" {
-			if _, ok := m["socketPath"]; !ok {
-				return nil, errors.New("Steer's config has no socketPath: not thick mode")
+		if m, ok := p.(map[string]any); ok {
+			if typ, _ := m["type"].(string); api.IsSteerType(typ) {
+				if _, ok := m["socketPath"]; !ok {
+					return nil, errors.New("Steer's config has no socketPath: not thick mode")
+				}
+				delete(m, "socketPath")
+				m["type"] = api.PluginBinary
+				return json.Marshal(c)
 			}
-			delete(m, "socketPath")
-			return json.Marshal(c)
 		}
 	}
 	return nil, errors.New("Steer's config has no steer plugin")
