@@ -5,8 +5,10 @@
 // Peers, each the node's network in turn (its config first in /etc/cni/net.d, as its install
 // writes it; containerd reloads it before the next pod):
 //   - cluster: the cluster network's bridge conflist alone, no meta plugin: the baseline;
-//   - steer-thick: Steer's DaemonSet (the kustomize manifests, steerd's config as it writes it);
-//   - steer-thin: the same config without socketPath, as the chart's mode: thin renders it;
+//   - steer-thick: Steer's DaemonSet (the kustomize manifests, steerd's config as it writes it:
+//     steer-shim with steerd's socket);
+//   - steer-thin: the same config without socketPath, naming the steer plugin, as the chart's
+//     mode: thin renders it;
 //   - multus-thin: Multus' thin plugin, 00-multus.conf with its kubeconfig and RBAC as its
 //     manifests give them; the cluster network as a directory (a conflist delegate breaks its
 //     DEL);
