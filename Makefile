@@ -148,7 +148,7 @@ demo-down:
 	else echo "no demo running"; fi
 
 ## bench: benchmarks (not tests); see benchmarks/
-bench: deps build
+bench: deps build image
 	$(GO) run ./benchmarks $(BENCH_FLAGS)
 
 clean:

@@ -8,7 +8,9 @@
 //     pod's own programs proxy it) against straight to the backend's address;
 //   - the BPF programs per packet with BPF_PROG_TEST_RUN, every branch, on flow tables of
 //     several sizes, and the flow table's behaviour beyond its capacity;
-//   - CNI ADD/DEL latency from benchmarks/cni, when that package exists.
+//   - CNI ADD/DEL latency from benchmarks/cni, when that package exists;
+//   - pod start and deletion on a real node (kubelet and containerd) from benchmarks/node, Steer
+//     against Multus under the same runtime.
 //
 // It writes benchmarks/results/<date>.md and a chart next to it, and prints a summary. It needs
 // root, the tools of `make deps`, and leaves nothing behind: namespaces and pins are removed
@@ -43,7 +45,7 @@ func main() {
 	}
 }
 
-var allSections = []string{"dataplane", "service", "perpacket", "cni"}
+var allSections = []string{"dataplane", "service", "perpacket", "cni", "node"}
 
 func run() error {
 	quick := flag.Bool("quick", false, "a one-minute smoke run of every section")
@@ -52,6 +54,7 @@ func run() error {
 	reps := flag.Int("reps", 0, "repetitions of the dataplane measurements (0: 5, or 1 with -quick)")
 	verbose := flag.Bool("v", false, "log every measurement")
 	rrCPU := flag.Int("rr-cpu", runtime.NumCPU()-1, "CPU of both ends of the request/response runs; -1: unpinned")
+	nodePods := flag.Int("node-pods", 20, "measured pods per row and peer on the real node (2 with -quick)")
 	hold := flag.Bool("hold", false, "build the emulation, list its namespaces and wait for Ctrl-C (to inspect it)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -104,6 +107,13 @@ func run() error {
 	}
 	if want["cni"] && ctx.Err() == nil {
 		rep.CNI = runCNI(ctx, *quick, log)
+	}
+	if want["node"] && ctx.Err() == nil {
+		pods := *nodePods
+		if *quick {
+			pods = 2
+		}
+		rep.Node = runNode(ctx, pods, log)
 	}
 	if err := ctx.Err(); err != nil {
 		return errors.Join(append(errs, fmt.Errorf("interrupted, report not written: %w", err))...)

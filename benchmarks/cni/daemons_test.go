@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/steernet/steer/internal/testbed/cninode"
+	"github.com/steernet/steer/pkg/api"
 )
 
 // nodeName is the node the benchmark's pods are bound to: the daemons cache that node's pods.
@@ -154,7 +155,7 @@ func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte) (*daemon, 
 	if err := json.Unmarshal(conf, &plugin); err != nil {
 		b.Fatal(err)
 	}
-	plugin["socketPath"] = socket
+	plugin["socketPath"], plugin["type"] = socket, api.ShimBinary // as steerd install writes it
 	thick, err := json.Marshal(plugin)
 	if err != nil {
 		b.Fatal(err)

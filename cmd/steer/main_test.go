@@ -7,6 +7,7 @@ package main_test
 import (
 	"context"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -141,14 +143,17 @@ func TestAddCheckDel(t *testing.T) {
 	}
 }
 
+// TestVersion: the plugin and the shim speak every spec version.
 func TestVersion(t *testing.T) {
 	n := cninode.NewNode(t)
-	info, err := invoke.GetVersionInfo(context.Background(), n.BinDir+"/steer", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := info.SupportedVersions(); !slices.Equal(got, version.All.SupportedVersions()) {
-		t.Errorf("VERSION = %v, want every spec version %v", got, version.All.SupportedVersions())
+	for _, bin := range []string{api.PluginBinary, api.ShimBinary} {
+		info, err := invoke.GetVersionInfo(context.Background(), filepath.Join(n.BinDir, bin), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.SupportedVersions(); !slices.Equal(got, version.All.SupportedVersions()) {
+			t.Errorf("%s VERSION = %v, want every spec version %v", bin, got, version.All.SupportedVersions())
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/install"
 )
@@ -107,7 +108,7 @@ func cniConfigCheck(dir string) (check, string) {
 			SocketPath string `json:"socketPath"`
 		} `json:"plugins"`
 	}
-	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) == 0 || conf.Plugins[0].Type != "steer" {
+	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) == 0 || !api.IsSteerType(conf.Plugins[0].Type) {
 		return check{"cni-config", false, path + ": not a Steer config list"}, ""
 	}
 	entries, _ := os.ReadDir(dir)

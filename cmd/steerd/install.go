@@ -65,8 +65,10 @@ func runInstall(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := install.Binary(f.pluginSrc, f.binDir, "steer"); err != nil {
-		return fmt.Errorf("install plugin: %w", err)
+	for _, bin := range f.binaries() {
+		if err := install.Binary(bin.src, f.binDir, bin.name); err != nil {
+			return fmt.Errorf("install %s: %w", bin.name, err)
+		}
 	}
 	log.Info("plugin installed", "dir", f.binDir)
 	if f.thin {
@@ -173,8 +175,10 @@ func runUninstall(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := install.RemoveKubeconfig(filepath.Join(f.confDir, "steer.d")); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(f.binDir, "steer")); err != nil && !os.IsNotExist(err) {
-		return err
+	for _, bin := range f.binaries() {
+		if err := os.Remove(filepath.Join(f.binDir, bin.name)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 	}
 	log.Info("Steer removed from the node; pods keep their attachments until deleted")
 	return nil

@@ -13,15 +13,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/steernet/steer/pkg/api"
 )
 
 const usage = `steerd is Steer's node daemon.
 
 Usage:
-  steerd install [flags]    install the plugin binary and CNI config on the host, then exit
+  steerd install [flags]    install the plugin binaries and CNI config on the host, then exit
   steerd run [flags]        the daemon
-  steerd uninstall [flags]  remove Steer's CNI config, then the binary
+  steerd uninstall [flags]  remove Steer's CNI config, then the binaries
 
 Run 'steerd <command> -h' for a command's flags.
 `
@@ -58,9 +61,17 @@ type hostFlags struct {
 	binDir, confDir, pluginSrc, bpffsRoot string
 }
 
+// binaries are the CNI binaries steerd installs: the plugin, and the thick mode's shim next to it.
+func (h *hostFlags) binaries() []struct{ src, name string } {
+	return []struct{ src, name string }{
+		{h.pluginSrc, api.PluginBinary},
+		{filepath.Join(filepath.Dir(h.pluginSrc), api.ShimBinary), api.ShimBinary},
+	}
+}
+
 func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.binDir, "cni-bin-dir", "/host/opt/cni/bin", "host CNI binary directory (as mounted in the container)")
 	fs.StringVar(&h.confDir, "cni-conf-dir", "/host/etc/cni/net.d", "host CNI config directory (as mounted in the container)")
-	fs.StringVar(&h.pluginSrc, "plugin", "/usr/local/bin/steer", "the steer plugin binary to install")
+	fs.StringVar(&h.pluginSrc, "plugin", "/usr/local/bin/"+api.PluginBinary, "the steer plugin binary to install (steer-shim is taken from its directory)")
 	fs.StringVar(&h.bpffsRoot, "bpffs-root", "/sys/fs/bpf/steer", "Steer's pin root")
 }

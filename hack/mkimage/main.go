@@ -75,7 +75,7 @@ func main() {
 	flag.StringVar(&o.chart, "chart", "manifests/charts/steer", "Helm chart whose default image is built")
 	flag.StringVar(&o.out, "out", "bin/steer-image.tar", "tarball to write (an OCI image layout)")
 	flag.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "platforms, comma-separated")
-	flag.StringVar(&pkgs, "pkgs", "./cmd/steer,./cmd/steerd,./cmd/steerctl", "Go packages whose binaries go into "+binDir)
+	flag.StringVar(&pkgs, "pkgs", "./cmd/steer,./cmd/steer-shim,./cmd/steerd,./cmd/steerctl", "Go packages whose binaries go into "+binDir)
 	flag.Parse()
 	o.platforms, o.pkgs = strings.Split(platforms, ","), strings.Split(pkgs, ",")
 	ref, digest, err := run(o)

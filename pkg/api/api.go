@@ -17,6 +17,17 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 )
 
+// The CNI binaries steerd installs, named as the "type" of Steer's entry in a node's CNI config
+// names them: the plugin, and the shim that thick mode's config names (a small binary, quick to
+// exec, that only hands each verb to steerd).
+const (
+	PluginBinary = "steer"
+	ShimBinary   = "steer-shim"
+)
+
+// IsSteerType tells whether a CNI config's "type" is one of Steer's binaries.
+func IsSteerType(typ string) bool { return typ == PluginBinary || typ == ShimBinary }
+
 // DefaultSocket is where steerd listens on a node.
 const DefaultSocket = "/run/steer/steerd.sock"
 

@@ -21,6 +21,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/steernet/steer/pkg/api"
+	"github.com/steernet/steer/pkg/cnienv"
 	"github.com/steernet/steer/pkg/engine"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/netconf"
@@ -193,14 +194,14 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 // interfaces alone and the runtime's DEL succeeds.
 func checkNetns(req *api.Request) error {
 	switch {
-	case req.Command == "DEL" && engine.IsOwnNetns(req.Netns):
+	case req.Command == "DEL" && cnienv.IsOwnNetns(req.Netns):
 		req.Netns = ""
 	case req.Command == "ADD" || req.Command == "CHECK":
-		if err := engine.ValidateIdentity(req.ContainerID, req.IfName); err != nil {
+		if err := cnienv.ValidateIdentity(req.ContainerID, req.IfName); err != nil {
 			return err // the engine's own check, first, as in the plugin
 		}
 		if req.Netns != "" {
-			return engine.CheckNetns(req.Netns)
+			return cnienv.CheckNetns(req.Netns)
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/netconf"
@@ -266,7 +267,7 @@ func (e *Engine) selectedNetworks(ctx context.Context, r *request, pod *k8s.Pod,
 // delegate, the config is a NetworkAttachmentDefinition, which whoever may create one in a
 // namespace controls: a nested steer with "binDir" pointing at a pod's volume would run any
 // binary as root on the node. Nesting them has no legitimate use.
-var metaPlugins = map[string]bool{"steer": true, "multus": true, "multus-shim": true}
+var metaPlugins = map[string]bool{api.PluginBinary: true, api.ShimBinary: true, "multus": true, "multus-shim": true}
 
 // refuseMetaPlugins rejects a network whose plugins or IPAM include a meta plugin.
 func refuseMetaPlugins(a *attachment) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/cnienv"
 	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/pkg/netconf"
 )
@@ -45,23 +45,9 @@ type request struct {
 	log     *slog.Logger
 }
 
-// ValidateIdentity checks CNI_CONTAINERID and CNI_IFNAME (error code 4, naming the variable).
-// The container ID names cache files and the pin directory, so it must not escape them; the
-// interface name is part of cache and device-info file names and goes to every delegate of the
-// cluster network.
-func ValidateIdentity(containerID, ifName string) error {
-	if err := bpffs.ValidContainerID(containerID); err != nil {
-		return cniError(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID: %v", err)
-	}
-	if err := netconf.ValidateInterfaceName(ifName); err != nil {
-		return cniError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
-	}
-	return nil
-}
-
 // newRequest parses the arguments of ADD, DEL and CHECK.
 func (e *Engine) newRequest(conf *netconf.Conf, args *skel.CmdArgs) (*request, error) {
-	if err := ValidateIdentity(args.ContainerID, args.IfName); err != nil {
+	if err := cnienv.ValidateIdentity(args.ContainerID, args.IfName); err != nil {
 		return nil, err
 	}
 	pairs, err := parseCNIArgs(args.Args)

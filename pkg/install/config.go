@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/netconf"
 )
 
@@ -136,7 +137,12 @@ func Render(c Config, primaryPath string, primary []byte) ([]byte, error) {
 		}
 		plugin[k] = v
 	}
-	plugin["type"] = "steer"
+	// Thick mode execs the shim: the plugin's engine, BPF loader and Kubernetes client would
+	// only slow every call that steerd answers anyway.
+	plugin["type"] = api.PluginBinary
+	if s, _ := plugin["socketPath"].(string); s != "" {
+		plugin["type"] = api.ShimBinary
+	}
 	_, aux := plugin["auxiliaryCNIChainName"]
 	switch _, named := plugin["clusterNetwork"]; {
 	case named:

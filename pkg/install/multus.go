@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/steernet/steer/pkg/api"
 )
 
 // A node running Multus has Multus' config first in its conf dir: the thin plugin's
@@ -96,11 +98,11 @@ func isSteerConfig(conf []byte) bool {
 	if json.Unmarshal(conf, &probe) != nil {
 		return false
 	}
-	if probe.Type == "steer" {
+	if api.IsSteerType(probe.Type) {
 		return true
 	}
 	for _, p := range probe.Plugins {
-		if p.Type == "steer" {
+		if api.IsSteerType(p.Type) {
 			return true
 		}
 	}

@@ -149,7 +149,7 @@ func TestTakeOverThinMultus(t *testing.T) {
 	}
 	p := steerPlugin(t, dir)
 	for k, want := range map[string]string{
-		"type": `"steer"`, "socketPath": `"/run/steer/steerd.sock"`, "namespaceIsolation": "true",
+		"type": `"steer-shim"`, "socketPath": `"/run/steer/steerd.sock"`, "namespaceIsolation": "true",
 		"globalNamespaces": `"default,shared"`, "logLevel": `"verbose"`, "multusCNIDir": `"/var/lib/cni/multus-custom"`,
 		"kubeconfig": `"/etc/cni/net.d/multus.d/multus.kubeconfig"`, "capabilities": `{"portMappings":true}`,
 		"delegates": "[" + flannel + "]",

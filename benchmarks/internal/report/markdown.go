@@ -34,6 +34,7 @@ func Markdown(r *Report, chart string) string {
 	serviceSection(&b, r)
 	perPacket(&b, r)
 	cni(&b, r)
+	node(&b, r)
 	return b.String()
 }
 
@@ -227,4 +228,17 @@ func cni(b *strings.Builder, r *Report) {
 		fmt.Fprintf(b, " (%s)", r.CNI.Err)
 	}
 	fmt.Fprintf(b, ":\n\n```\n%s\n```\n", strings.TrimSpace(r.CNI.Output))
+}
+
+func node(b *strings.Builder, r *Report) {
+	b.WriteString("\n## Pods on a real node: Steer against Multus under kubelet and containerd\n\n")
+	if r.Node == nil {
+		b.WriteString("benchmarks/node was not run; nothing measured.\n")
+		return
+	}
+	if r.Node.Err != "" {
+		fmt.Fprintf(b, "`%s` failed (%s):\n\n```\n%s\n```\n", r.Node.Command, r.Node.Err, strings.TrimSpace(r.Node.Output))
+		return
+	}
+	fmt.Fprintf(b, "Results of `%s`:\n\n%s\n", r.Node.Command, strings.TrimSpace(r.Node.Output))
 }

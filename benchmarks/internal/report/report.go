@@ -109,5 +109,6 @@ type Report struct {
 	Counters  []Counters
 	PerPacket *perpkt.Results
 	CNI       *CNI
+	Node      *CNI // benchmarks/node: its results as markdown, or its output when it failed
 	Notes     []string
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/steernet/steer/internal/testbed/cniplugins"
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/api"
 )
 
 var (
@@ -55,10 +56,12 @@ func buildBinDir(dir string) (string, error) {
 			return "", err
 		}
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "steer"), "github.com/steernet/steer/cmd/steer")
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build steer: %v\n%s", err, out)
+	for _, bin := range []string{api.PluginBinary, api.ShimBinary} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, bin), "github.com/steernet/steer/cmd/"+bin)
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build %s: %v\n%s", bin, err, out)
+		}
 	}
 	return dir, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/steernet/steer/examples"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -40,9 +41,13 @@ func ApplyExamples(ctx context.Context, nads *k8s.NADClient, namespace string) e
 	return nil
 }
 
-// BuildPlugin builds the steer plugin into dir and returns its path.
+// BuildPlugin builds the steer plugin and steer-shim (thick mode's) into dir and returns the
+// plugin's path.
 func BuildPlugin(ctx context.Context, dir string) (string, error) {
-	return BuildCommand(ctx, dir, "steer")
+	if _, err := BuildCommand(ctx, dir, api.ShimBinary); err != nil {
+		return "", err
+	}
+	return BuildCommand(ctx, dir, api.PluginBinary)
 }
 
 // BuildCommand builds one of Steer's commands (steer, steerd, steerctl) into dir.

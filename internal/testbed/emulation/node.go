@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/steernet/steer/internal/testbed/cniplugins"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/install"
 )
 
@@ -64,10 +65,13 @@ type SteerOptions struct {
 	Extra map[string]any
 }
 
-// InstallPlugin puts the plugin binary in the node's CNI bin dir, as steerd's init container
-// does before steerd writes the config.
+// InstallPlugin puts the plugin binary and steer-shim next to it (BuildPlugin builds both) in
+// the node's CNI bin dir, as steerd's init container does before steerd writes the config.
 func (h HostRoot) InstallPlugin(pluginBinary string) error {
-	return install.Binary(pluginBinary, h.BinDir(), "steer")
+	if err := install.Binary(pluginBinary, h.BinDir(), api.PluginBinary); err != nil {
+		return err
+	}
+	return install.Binary(filepath.Join(filepath.Dir(pluginBinary), api.ShimBinary), h.BinDir(), api.ShimBinary)
 }
 
 // InstallSteer installs the plugin binary and writes Steer's config around the primary, as

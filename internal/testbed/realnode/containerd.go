@@ -23,6 +23,9 @@ root = %[1]q
 state = %[2]q
 disabled_plugins = ["io.containerd.nri.v1.nri"]
 
+[metrics]
+  address = %[10]q
+
 [grpc]
   address = %[3]q
 
@@ -49,7 +52,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     Root = %[9]q
 `, n.containerdRoot(), n.containerdState(), n.CRISocket(), n.CRISocket()+".ttrpc",
 		filepath.Join(n.dir, "containerd-opt"), n.images.Pause, CNIBinDir, CNIConfDir,
-		filepath.Join(n.dir, "runc"))
+		filepath.Join(n.dir, "runc"), containerdMetricsAddr)
 }
 
 // CNI directories of the node, the defaults of containerd and of Steer's DaemonSet.

@@ -16,7 +16,10 @@ import (
 // emulation.LANHost4 ...).
 type LAN struct {
 	Switch, Router, Client, Host *podns.NS
-	all                          []*podns.NS
+	// MgmtSwitch and MgmtHost are the management LAN's switch and a host on it (Options.Mgmt;
+	// nil otherwise); the router has a leg on it too.
+	MgmtSwitch, MgmtHost *podns.NS
+	all                  []*podns.NS
 }
 
 // Uplink is the node's interface into the DMZ LAN, the master of the dmz NAD's macvlan.

@@ -34,7 +34,8 @@ import (
 )
 
 // Addresses of the node: its IP sits on an empty bridge (this kernel has no dummy links), the
-// cluster network is an IPv4-only bridge with host-local IPAM (the flannel shape).
+// cluster network is a bridge with host-local IPAM (the flannel shape), IPv4-only unless
+// Options.ClusterNetwork says otherwise.
 const (
 	NodeIP        = "198.19.0.1"
 	ClusterBridge = "cni0"
@@ -52,6 +53,12 @@ var APIServerArgs = []string{
 type Options struct {
 	// Logger receives progress; nil discards it. The daemons log to files in Dir.
 	Logger *slog.Logger
+	// ClusterNetwork is the cluster network's address families; nil is IPv4-only, as most
+	// clusters run.
+	ClusterNetwork *emulation.Families
+	// Mgmt also wires a management LAN (emulation.Mgmt): a switch of its own, the node's uplink
+	// emulation.Mgmt.Master, a router leg and a host on it.
+	Mgmt bool
 }
 
 // Node is a running real node. Its methods are safe for concurrent use.
@@ -66,6 +73,8 @@ type Node struct {
 	lock       *os.File // the machine's lock, held until Stop
 	left       []string // what Stop left, taken before it let the lock go
 	images     Images
+	families   emulation.Families // the cluster network's
+	mgmt       bool
 
 	netns *podns.NS
 	lan   *LAN
@@ -107,6 +116,10 @@ func Start(ctx context.Context, cluster *localcluster.Cluster, opts Options) (_ 
 	n := &Node{
 		log: log, name: "steer-node-" + suffix, cgroupRoot: "/steer-node-" + suffix,
 		cluster: cluster, bins: bins, host: host, lock: lock,
+		families: emulation.IPv4Only, mgmt: opts.Mgmt,
+	}
+	if opts.ClusterNetwork != nil {
+		n.families = *opts.ClusterNetwork
 	}
 	if n.dir, err = os.MkdirTemp("", "steer-node-"); err != nil {
 		return nil, errors.Join(err, host.restore(), lock.Close())
@@ -121,6 +134,9 @@ func Start(ctx context.Context, cluster *localcluster.Cluster, opts Options) (_ 
 		return nil, err
 	}
 	if err := n.wireNetwork(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.wireMgmt(ctx); err != nil {
 		return nil, err
 	}
 	api, err := url.Parse(cluster.Host())
@@ -187,6 +203,9 @@ func (n *Node) Images() Images { return n.images }
 // LAN is the DMZ LAN wired to the node.
 func (n *Node) LAN() *LAN { return n.lan }
 
+// ClusterFamilies are the address families of the node's cluster network.
+func (n *Node) ClusterFamilies() emulation.Families { return n.families }
+
 // NetNS is the node's network namespace, where its daemons and host-network pods run.
 func (n *Node) NetNS() *podns.NS { return n.netns }
 
@@ -218,7 +237,7 @@ func (n *Node) layoutCNI() error {
 	}
 	// CNI 1.1.0, so that containerd 2.x asks the network for its STATUS.
 	var conf map[string]any
-	if err := json.Unmarshal(emulation.ClusterNetworkOf(0, "/var/lib/cni/networks", emulation.IPv4Only), &conf); err != nil {
+	if err := json.Unmarshal(emulation.ClusterNetworkOf(0, "/var/lib/cni/networks", n.families), &conf); err != nil {
 		return err
 	}
 	conf["cniVersion"] = "1.1.0"

@@ -38,22 +38,7 @@ func TestRealNode(t *testing.T) {
 		if len(pinsOf(id)) == 0 {
 			t.Errorf("no pins under /sys/fs/bpf/steer/%s", id)
 		}
-		e.deletePod(t, "web")
-		// Stopping the sandbox runs CNI DEL and removes its network namespace right after.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		waitFor(t, ctx, "the pod's network to be gone", func() error {
-			if left := pinsOf(id); len(left) > 0 {
-				return fmt.Errorf("pins left after the pod's deletion: %v", left)
-			}
-			if _, err := os.Stat(pod.NetNS); !os.IsNotExist(err) {
-				return fmt.Errorf("network namespace %s left: %v", pod.NetNS, err)
-			}
-			if left, _ := filepath.Glob(filepath.Join("/var/lib/cni/steer", id+"*")); len(left) > 0 {
-				return fmt.Errorf("Steer's cache left: %v", left)
-			}
-			return nil
-		})
+		e.deleteLeavingNothing(t, pod)
 	})
 
 	t.Run("the control: with steering off the remote client gets no reply, nor does the pod reach it", func(t *testing.T) {

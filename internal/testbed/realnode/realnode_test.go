@@ -37,7 +37,17 @@ type env struct {
 	ns      string
 }
 
-func newEnv(t *testing.T) *env {
+// envOptions shape a test's node and how Steer is deployed on it.
+type envOptions struct {
+	node realnode.Options // its Logger is the test's
+	// helm, when set, deploys Steer with the Helm chart and these values (`--set mode=thin`),
+	// else with the kustomize manifests.
+	helm []string
+}
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+func newEnvWith(t *testing.T, opts envOptions) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
 	tarball, err := realnode.SteerImageTarball()
@@ -57,7 +67,8 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	start := time.Now()
-	node, err := realnode.Start(ctx, cluster, realnode.Options{Logger: log})
+	opts.node.Logger = log
+	node, err := realnode.Start(ctx, cluster, opts.node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +90,17 @@ func newEnv(t *testing.T) *env {
 	if err := node.LoadSteerImage(ctx, tarball, "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := node.ApplySteer(ctx, node.Images().Steer); err != nil {
+	if opts.helm != nil {
+		helm, err := realnode.Helm()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, err := node.HelmSteer(ctx, helm, node.Images().Steer, opts.helm...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("$ %s", cmd)
+	} else if err := node.ApplySteer(ctx, node.Images().Steer); err != nil {
 		t.Fatal(err)
 	}
 	if err := node.WaitSteerRolledOut(ctx, node.Images().Steer); err != nil {
@@ -145,6 +166,29 @@ func (e *env) deletePod(t *testing.T, name string) {
 	if err := e.node.DeletePod(ctx, e.ns, name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// deleteLeavingNothing deletes a pod and waits until its network is gone: no pin, network
+// namespace or entry of Steer's cache left.
+func (e *env) deleteLeavingNothing(t *testing.T, pod *realnode.Pod) {
+	t.Helper()
+	e.deletePod(t, pod.Object.Name)
+	// Stopping the sandbox runs CNI DEL and removes its network namespace right after.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := pod.SandboxID
+	waitFor(t, ctx, "the pod's network to be gone", func() error {
+		if left := pinsOf(id); len(left) > 0 {
+			return fmt.Errorf("pins left after the pod's deletion: %v", left)
+		}
+		if _, err := os.Stat(pod.NetNS); !os.IsNotExist(err) {
+			return fmt.Errorf("network namespace %s left: %v", pod.NetNS, err)
+		}
+		if left, _ := filepath.Glob(filepath.Join("/var/lib/cni/steer", id+"*")); len(left) > 0 {
+			return fmt.Errorf("Steer's cache left: %v", left)
+		}
+		return nil
+	})
 }
 
 // netns opens a running pod's network namespace.

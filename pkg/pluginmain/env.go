@@ -1,11 +1,11 @@
-package main
+package pluginmain
 
 import (
 	"os"
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/steernet/steer/pkg/engine"
+	"github.com/steernet/steer/pkg/cnienv"
 )
 
 // checkEnv runs Steer's checks of CNI_CONTAINERID, CNI_IFNAME and CNI_NETNS before skel's.
@@ -18,20 +18,20 @@ func checkEnv() (proceed bool, exitCode int) {
 	if cmd != "ADD" && cmd != "DEL" && cmd != "CHECK" {
 		return true, 0
 	}
-	err := engine.ValidateIdentity(os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"))
+	err := cnienv.ValidateIdentity(os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"))
 	netns := os.Getenv("CNI_NETNS")
 	switch {
 	case err != nil && cmd == "DEL":
 		return false, 0
 	case err == nil && cmd == "DEL":
-		if engine.IsOwnNetns(netns) {
+		if cnienv.IsOwnNetns(netns) {
 			// Delegates must not delete the host's interfaces: DEL as for a vanished netns,
 			// which skel's own-netns check then lets succeed.
 			_ = os.Setenv("CNI_NETNS", "")
 		}
 		return true, 0
 	case err == nil && netns != "":
-		err = engine.CheckNetns(netns)
+		err = cnienv.CheckNetns(netns)
 	}
 	if err == nil {
 		return true, 0

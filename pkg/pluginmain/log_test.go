@@ -1,4 +1,4 @@
-package main
+package pluginmain
 
 import (
 	"os"
@@ -16,7 +16,7 @@ func TestLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, closeLog := newLogger(conf)
+	log, closeLog := NewLogger(conf)
 	log.Info("not this")
 	log.Warn("but this", "k", "v")
 	closeLog()
@@ -37,7 +37,7 @@ func TestLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, closeLog = newLogger(conf)
+	log, closeLog = NewLogger(conf)
 	log.Info("info kept")
 	log.Debug("not debug")
 	closeLog()
@@ -49,7 +49,7 @@ func TestLogger(t *testing.T) {
 
 	// No file, no stderr: nothing, and no failure.
 	conf.LogFile, conf.LogToStderr = "", false
-	quiet, closeQuiet := newLogger(conf)
+	quiet, closeQuiet := NewLogger(conf)
 	quiet.Error("dropped")
 	closeQuiet()
 }
@@ -67,7 +67,7 @@ func TestLogRotation(t *testing.T) {
 	line := strings.Repeat("x", 1000)
 	// Three plugin runs of 600 KB each: the second and third rotate.
 	for range 3 {
-		log, closeLog := newLogger(conf)
+		log, closeLog := NewLogger(conf)
 		for range 600 {
 			log.Info(line)
 		}
@@ -96,7 +96,7 @@ func TestLogRotation(t *testing.T) {
 	}
 	// A character device is written as it is, never rotated.
 	conf.LogFile = os.DevNull
-	log, closeLog := newLogger(conf)
+	log, closeLog := NewLogger(conf)
 	log.Info("to nowhere")
 	closeLog()
 }

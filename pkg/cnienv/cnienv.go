@@ -1,13 +1,38 @@
-package engine
+// Package cnienv checks what a container runtime hands a CNI verb in its environment
+// (CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS) before anything acts on it: the plugin, steer-shim and
+// steerd refuse the same values with the same codes.
+package cnienv
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/steernet/steer/pkg/bpffs"
+	"github.com/steernet/steer/pkg/netconf"
 )
+
+func cniError(code uint, format string, a ...any) *types.Error {
+	return types.NewError(code, fmt.Sprintf(format, a...), "")
+}
+
+// ValidateIdentity checks CNI_CONTAINERID and CNI_IFNAME (error code 4, naming the variable).
+// The container ID names cache files and the pin directory, so it must not escape them; the
+// interface name is part of cache and device-info file names and goes to every delegate of the
+// cluster network.
+func ValidateIdentity(containerID, ifName string) error {
+	if err := bpffs.ValidContainerID(containerID); err != nil {
+		return cniError(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID: %v", err)
+	}
+	if err := netconf.ValidateInterfaceName(ifName); err != nil {
+		return cniError(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
+	}
+	return nil
+}
 
 // CheckNetns checks CNI_NETNS before ADD or CHECK does anything: it must be a network
 // namespace, and not the caller's own. Given the host's, an ADD would run every delegate and

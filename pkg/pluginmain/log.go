@@ -1,4 +1,4 @@
-package main
+package pluginmain
 
 import (
 	"fmt"
@@ -12,9 +12,9 @@ import (
 	"github.com/steernet/steer/pkg/netconf"
 )
 
-// newLogger logs to logFile and/or stderr as conf says, at conf's level (info by default).
+// NewLogger logs to logFile and/or stderr as conf says, at conf's level (info by default).
 // The returned func closes the log file.
-func newLogger(conf *netconf.Conf) (*slog.Logger, func()) {
+func NewLogger(conf *netconf.Conf) (*slog.Logger, func()) {
 	level, ok := netconf.SlogLevel(conf.LogLevel)
 	if !ok {
 		level = slog.LevelInfo

@@ -1,0 +1,148 @@
+package realnode
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/steernet/steer/internal/testbed/localcluster"
+	"github.com/steernet/steer/pkg/install"
+)
+
+// A node that runs Steer next to another meta plugin (Multus, to compare them) cannot let
+// steerd own CNIConfDir: steerd takes over any Multus config that sorts ahead of its own. So
+// steerd runs as its DaemonSet runs it, with its CNI conf dir at a host directory of its own
+// (ApplySteerAside), where it writes its config around a copy of the primary's, and whoever
+// chooses the node's network copies that config into CNIConfDir (UseCNIConfig).
+
+// ApplySteerAside deploys Steer as ApplySteer does, except that the DaemonSet's CNI conf dir
+// is dir on the host (under /etc/cni, which the node cleans), seeded with the cluster
+// network's config; Steer's config appears at SteerAsideConfig(dir).
+func (n *Node) ApplySteerAside(ctx context.Context, image, dir string) error {
+	if !strings.HasPrefix(dir, "/etc/cni/") {
+		return fmt.Errorf("%s: Steer's conf dir aside must be under /etc/cni, which the node puts back", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	primary, err := os.ReadFile(filepath.Join(CNIConfDir, ClusterConfigName))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ClusterConfigName), primary, 0o644); err != nil {
+		return err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	kubectl, err := localcluster.Kubectl()
+	if err != nil {
+		return err
+	}
+	base := filepath.Join(root, "manifests")
+	ds, err := shippedDaemonSet(ctx, kubectl, base)
+	if err != nil {
+		return err
+	}
+	overlay := filepath.Join(n.dir, "steer-aside-overlay")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(overlay, base)
+	if err != nil {
+		return err
+	}
+	kust, err := n.overlay(rel, ds, image)
+	if err != nil {
+		return err
+	}
+	var k map[string]any
+	if err := yaml.Unmarshal(kust, &k); err != nil {
+		return err
+	}
+	aside, err := asidePatch(ds.Spec.Template.Spec, dir)
+	if err != nil {
+		return err
+	}
+	patches, _ := k["patches"].([]any)
+	k["patches"] = append(patches, map[string]any{
+		"target": map[string]any{"kind": "DaemonSet", "name": SteerDaemonSet},
+		"patch":  string(aside),
+	})
+	if kust, err = yaml.Marshal(k); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), kust, 0o644); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", n.cluster.Kubeconfig(), "apply", "-k", overlay).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl apply -k: %w: %s", err, out)
+	}
+	return nil
+}
+
+// asidePatch points the DaemonSet's CNI conf volume at dir and tells steerd, in each container
+// that mounts it, that the host sees the conf dir there (the plugin's kubeconfig path follows).
+func asidePatch(spec corev1.PodSpec, dir string) ([]byte, error) {
+	var ops []map[string]any
+	volume := ""
+	for i, v := range spec.Volumes {
+		if v.HostPath != nil && v.HostPath.Path == CNIConfDir {
+			volume = v.Name
+			ops = append(ops, map[string]any{"op": "replace", "path": fmt.Sprintf("/spec/template/spec/volumes/%d/hostPath/path", i), "value": dir})
+		}
+	}
+	if volume == "" {
+		return nil, fmt.Errorf("the DaemonSet mounts no %s", CNIConfDir)
+	}
+	for kind, cs := range map[string][]corev1.Container{"initContainers": spec.InitContainers, "containers": spec.Containers} {
+		for i, c := range cs {
+			for _, m := range c.VolumeMounts {
+				if m.Name == volume && len(c.Command) > 0 {
+					ops = append(ops, map[string]any{"op": "add", "path": fmt.Sprintf("/spec/template/spec/%s/%d/command/-", kind, i), "value": "-host-cni-conf-dir=" + dir})
+					break
+				}
+			}
+		}
+	}
+	return json.Marshal(ops)
+}
+
+// SteerAsideConfig is Steer's CNI config in its conf dir aside.
+func SteerAsideConfig(dir string) string { return filepath.Join(dir, install.ConfigName) }
+
+// WaitSteerAside waits until Steer's DaemonSet runs image, ready, and its config is written in
+// dir.
+func (n *Node) WaitSteerAside(ctx context.Context, image, dir string) error {
+	return poll(ctx, 2*time.Minute, func() error {
+		ds, err := n.cluster.Client().AppsV1().DaemonSets(SteerNamespace).Get(ctx, SteerDaemonSet, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		st := ds.Status
+		if ds.Generation != st.ObservedGeneration || st.DesiredNumberScheduled == 0 ||
+			st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
+			return fmt.Errorf("DaemonSet %s not rolled out: %+v", SteerDaemonSet, st)
+		}
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			if !strings.HasSuffix(c.Image, image) {
+				return permanent(fmt.Errorf("DaemonSet runs %s, not %s", c.Image, image))
+			}
+		}
+		if _, err := os.Stat(SteerAsideConfig(dir)); err != nil {
+			return fmt.Errorf("the CNI config of Steer not written: %w", err)
+		}
+		return nil
+	})
+}
