@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/steernet/steer/internal/testutil/kubetest"
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/service"
@@ -346,8 +347,9 @@ func checkClusterIPRoutes(t *testing.T, cli *Pod, s serviceShape, ips []netip.Ad
 }
 
 // checkSteerdMode checks that the nodes run the plugin as steerd's config says: in thin mode
-// the config steerd wrote has no socket and the plugin serves ADD itself (steerd serves none);
-// in thick mode steerd served them (once pods ran: afterADD).
+// the config steerd wrote names the plugin and no socket, and the plugin serves ADD itself
+// (steerd serves none); in thick mode it names the shim, and steerd served them (once pods ran:
+// afterADD).
 func checkSteerdMode(t *testing.T, e *thickEnv, thin, afterADD bool) {
 	t.Helper()
 	for i, h := range e.hosts {
@@ -361,7 +363,11 @@ func checkSteerdMode(t *testing.T, e *thickEnv, thin, afterADD bool) {
 		if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) == 0 {
 			t.Fatalf("node %d's config %s: %v", i, b, err)
 		}
-		if _, ok := conf.Plugins[0]["socketPath"]; ok == thin {
+		want := api.ShimBinary
+		if thin {
+			want = api.PluginBinary
+		}
+		if _, ok := conf.Plugins[0]["socketPath"]; ok == thin || conf.Plugins[0]["type"] != want {
 			t.Errorf("node %d's config (thin %t) written by steerd: %s", i, thin, b)
 		}
 		if !afterADD {
