@@ -5,16 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
-	"github.com/steernet/steer/internal/testbed/localcluster"
 	"github.com/steernet/steer/pkg/install"
 )
 
@@ -41,55 +38,7 @@ func (n *Node) ApplySteerAside(ctx context.Context, image, dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, ClusterConfigName), primary, 0o644); err != nil {
 		return err
 	}
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	kubectl, err := localcluster.Kubectl()
-	if err != nil {
-		return err
-	}
-	base := filepath.Join(root, "manifests")
-	ds, err := shippedDaemonSet(ctx, kubectl, base)
-	if err != nil {
-		return err
-	}
-	overlay := filepath.Join(n.dir, "steer-aside-overlay")
-	if err := os.MkdirAll(overlay, 0o755); err != nil {
-		return err
-	}
-	rel, err := filepath.Rel(overlay, base)
-	if err != nil {
-		return err
-	}
-	kust, err := n.overlay(rel, ds, image)
-	if err != nil {
-		return err
-	}
-	var k map[string]any
-	if err := yaml.Unmarshal(kust, &k); err != nil {
-		return err
-	}
-	aside, err := asidePatch(ds.Spec.Template.Spec, dir)
-	if err != nil {
-		return err
-	}
-	patches, _ := k["patches"].([]any)
-	k["patches"] = append(patches, map[string]any{
-		"target": map[string]any{"kind": "DaemonSet", "name": SteerDaemonSet},
-		"patch":  string(aside),
-	})
-	if kust, err = yaml.Marshal(k); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), kust, 0o644); err != nil {
-		return err
-	}
-	out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", n.cluster.Kubeconfig(), "apply", "-k", overlay).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("kubectl apply -k: %w: %s", err, out)
-	}
-	return nil
+	return n.applySteer(ctx, image, "steer-aside-overlay", func(spec corev1.PodSpec) ([]byte, error) { return asidePatch(spec, dir) })
 }
 
 // asidePatch points the DaemonSet's CNI conf volume at dir and tells steerd, in each container

@@ -85,6 +85,13 @@ func (n *Node) RetagSteer(ctx context.Context, tag string) (string, error) {
 // needs: imagePullPolicy Never (no registry), the apiserver's address (no kube-proxy routes the
 // kubernetes Service here) and containerd's netns directory of this node.
 func (n *Node) ApplySteer(ctx context.Context, image string) error {
+	return n.applySteer(ctx, image, "steer-overlay", nil)
+}
+
+// applySteer applies an overlay in n's directory overlayDir on manifests/, as ApplySteer
+// describes, with the JSON patch extra (of the shipped DaemonSet's spec) on top when it is
+// given.
+func (n *Node) applySteer(ctx context.Context, image, overlayDir string, extra func(corev1.PodSpec) ([]byte, error)) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -98,7 +105,7 @@ func (n *Node) ApplySteer(ctx context.Context, image string) error {
 	if err != nil {
 		return err
 	}
-	overlay := filepath.Join(n.dir, "steer-overlay")
+	overlay := filepath.Join(n.dir, overlayDir)
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		return err
 	}
@@ -109,6 +116,24 @@ func (n *Node) ApplySteer(ctx context.Context, image string) error {
 	kust, err := n.overlay(rel, ds, image)
 	if err != nil {
 		return err
+	}
+	if extra != nil {
+		patch, err := extra(ds.Spec.Template.Spec)
+		if err != nil {
+			return err
+		}
+		var k map[string]any
+		if err := yaml.Unmarshal(kust, &k); err != nil {
+			return err
+		}
+		patches, _ := k["patches"].([]any)
+		k["patches"] = append(patches, map[string]any{
+			"target": map[string]any{"kind": "DaemonSet", "name": SteerDaemonSet},
+			"patch":  string(patch),
+		})
+		if kust, err = yaml.Marshal(k); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), kust, 0o644); err != nil {
 		return err
