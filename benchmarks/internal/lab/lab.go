@@ -36,7 +36,7 @@ type Lab struct {
 }
 
 // New builds the topology. prefix names its namespaces and its pin root, so concurrent runs
-// (and the tests of other engineers) never meet; rrCPU is where the RR servers run (see
+// (and tests running on the same machine) never meet; rrCPU is where the RR servers run (see
 // package rr), -1 for anywhere. On error nothing is left.
 func New(ctx context.Context, prefix string, rrCPU int) (l *Lab, err error) {
 	binDir, err := cniplugins.Dir()
