@@ -265,18 +265,33 @@ static __always_inline int svc_backend_diverted(const struct svc_key *k)
 	return last && (k->proto == IPPROTO_TCP || svc_udp_pair_recent(last));
 }
 
+/* svc_tcp_opens tells whether the TCP segment at l4_off opens a connection: a SYN without ACK. */
+static __always_inline int svc_tcp_opens(struct __sk_buff *skb, __u32 l4_off)
+{
+	__u8 flags;
+
+	return !bpf_skb_load_bytes(skb, l4_off + 13, &flags, 1) && (flags & (SVC_TCP_SYN | SVC_TCP_ACK)) == SVC_TCP_SYN;
+}
+
 /* svc_opens_direct tells whether a packet of k's protocol (k its destination), not to a
  * frontend, may open a flow of the pod straight to a backend that collides with a proxied pair:
  * a SYN, or a UDP datagram while a pair to that backend may be live. The proxy drops the reply
  * tuple of an older proxied connection it collides with (see svc_direct). */
 static __always_inline int svc_opens_direct(struct __sk_buff *skb, const struct svc_key *k, __u32 l4_off)
 {
-	if (k->proto == IPPROTO_TCP) {
-		__u8 flags;
-		if (bpf_skb_load_bytes(skb, l4_off + 13, &flags, 1) ||
-		    (flags & (SVC_TCP_SYN | SVC_TCP_ACK)) != SVC_TCP_SYN)
-			return 0;
-	}
+	if (k->proto == IPPROTO_TCP && !svc_tcp_opens(skb, l4_off))
+		return 0;
+	return svc_backend_diverted(k);
+}
+
+/* svc_from_pair tells whether a packet from the backend address k may belong to a proxied pair.
+ * A SYN without ACK never does (the pod opens every proxied connection): it is a backend opening
+ * a connection to the pod, which the pod's ingress program learns like any other, so that the
+ * pod's replies leave by the interface it came in by. */
+static __always_inline int svc_from_pair(struct __sk_buff *skb, const struct svc_key *k, __u32 l4_off)
+{
+	if (k->proto == IPPROTO_TCP && svc_tcp_opens(skb, l4_off))
+		return 0;
 	return svc_backend_diverted(k);
 }
 
@@ -293,7 +308,7 @@ static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog
 	if (dst) {
 		if (!bpf_map_lookup_elem(&steer_svc_frontends, &k) && !svc_opens_direct(skb, &k, l4_off))
 			return -1;
-	} else if (!svc_backend_diverted(&k)) {
+	} else if (!svc_from_pair(skb, &k, l4_off)) {
 		return -1;
 	}
 	bpf_tail_call(skb, &steer_svc_progs, prog);

@@ -548,3 +548,38 @@ func TestProgRunServiceUDPTicks(t *testing.T) {
 		})
 	}
 }
+
+// TestProgRunServiceBackendOpens: a backend that opens a TCP connection to the pod (its SYN from
+// a backend address and port, to A's address) is a flow like any other: the pod's ingress
+// program learns it instead of handing it to the proxy (no proxied pair starts with the
+// backend's SYN), so the pod's SYN-ACK, leaving by the kernel's route through the primary, is
+// pinned back to A. The connection's later segments from the backend still pass the proxy
+// untouched.
+func TestProgRunServiceBackendOpens(t *testing.T) {
+	e := svcSetup(t)
+	for _, tc := range svcCases {
+		if tc.proto != service.TCP {
+			continue
+		}
+		t.Run(prFamilyName(tc.fe.Is6()), func(t *testing.T) {
+			e := e.in(t)
+			e.program(svcEntry(tc.fe, 80, service.TCP, tc.backend))
+			const podPort = 8443
+			syn := svcFromBackend(tc.backend, podPort, service.TCP, packet.TCPSyn)
+			before := len(e.flows())
+			e.expectUntouched(syn)
+			if n := len(e.flows()) - before; n != 1 {
+				t.Fatalf("the backend's SYN: %d flows learned, want 1", n)
+			}
+			synAck := svcDirect(tc.backend, podPort, service.TCP, packet.TCPSyn|packet.TCPAck)
+			if r := e.egress(prPrimary, synAck); r.ret != tcRedirect {
+				t.Errorf("the pod's SYN-ACK leaving by the primary: verdict %d, want a redirect to A", r.ret)
+			}
+			e.expectUntouched(svcFromBackend(tc.backend, podPort, service.TCP, packet.TCPAck))
+			if cs, rs := e.svcPairs(); len(cs) != 0 || len(rs) != 0 {
+				t.Errorf("a connection the backend opened left %d connections, %d reverse NATs", len(cs), len(rs))
+			}
+			e.program()
+		})
+	}
+}
