@@ -549,8 +549,9 @@ func TestProgRunServiceUDPTicks(t *testing.T) {
 	}
 }
 
-// TestProgRunServiceBackendOpens: a backend that opens a TCP connection to the pod (its SYN from
-// a backend address and port, to A's address) is a flow like any other: the pod's ingress
+// TestProgRunServiceBackendOpens: a backend that opens a TCP connection to the pod from its
+// Service port (its SYN from a backend address and port, to A's address: BGP peers, 179 to 179)
+// is a flow like any other: the pod's ingress
 // program learns it instead of handing it to the proxy (no proxied pair starts with the
 // backend's SYN), so the pod's SYN-ACK, leaving by the kernel's route through the primary, is
 // pinned back to A. The connection's later segments from the backend still pass the proxy
