@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/pkg/install"
 )
@@ -74,24 +72,5 @@ func SteerAsideConfig(dir string) string { return filepath.Join(dir, install.Con
 // WaitSteerAside waits until Steer's DaemonSet runs image, ready, and its config is written in
 // dir.
 func (n *Node) WaitSteerAside(ctx context.Context, image, dir string) error {
-	return poll(ctx, 2*time.Minute, func() error {
-		ds, err := n.cluster.Client().AppsV1().DaemonSets(SteerNamespace).Get(ctx, SteerDaemonSet, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		st := ds.Status
-		if ds.Generation != st.ObservedGeneration || st.DesiredNumberScheduled == 0 ||
-			st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
-			return fmt.Errorf("DaemonSet %s not rolled out: %+v", SteerDaemonSet, st)
-		}
-		for _, c := range ds.Spec.Template.Spec.Containers {
-			if !strings.HasSuffix(c.Image, image) {
-				return permanent(fmt.Errorf("DaemonSet runs %s, not %s", c.Image, image))
-			}
-		}
-		if _, err := os.Stat(SteerAsideConfig(dir)); err != nil {
-			return fmt.Errorf("the CNI config of Steer not written: %w", err)
-		}
-		return nil
-	})
+	return n.waitSteer(ctx, image, SteerAsideConfig(dir))
 }

@@ -254,6 +254,12 @@ func imageName(ref string) string {
 // WaitSteerRolledOut waits until every pod of Steer's DaemonSet runs image and is ready, and
 // Steer's CNI config is in place.
 func (n *Node) WaitSteerRolledOut(ctx context.Context, image string) error {
+	return n.waitSteer(ctx, image, filepath.Join(CNIConfDir, install.ConfigName))
+}
+
+// waitSteer waits until every pod of Steer's DaemonSet runs image and is ready, and Steer's CNI
+// config is written at config.
+func (n *Node) waitSteer(ctx context.Context, image, config string) error {
 	return poll(ctx, 2*time.Minute, func() error {
 		ds, err := n.cluster.Client().AppsV1().DaemonSets(SteerNamespace).Get(ctx, SteerDaemonSet, metav1.GetOptions{})
 		if err != nil {
@@ -270,8 +276,8 @@ func (n *Node) WaitSteerRolledOut(ctx context.Context, image string) error {
 				return permanent(fmt.Errorf("DaemonSet runs %s, not %s", c.Image, image))
 			}
 		}
-		if _, err := os.Stat(filepath.Join(CNIConfDir, install.ConfigName)); err != nil {
-			return fmt.Errorf("the CNI config of Steer not installed: %w", err)
+		if _, err := os.Stat(config); err != nil {
+			return fmt.Errorf("the CNI config of Steer not written: %w", err)
 		}
 		return nil
 	})
