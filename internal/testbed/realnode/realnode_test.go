@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -155,6 +156,19 @@ func (e *env) runPod(t *testing.T, name, networks string) *realnode.Pod {
 		t.Fatal(err)
 	}
 	t.Logf("pod %s Ready after %s", name, time.Since(start).Round(time.Millisecond))
+	// Ready comes before duplicate address detection ends (about a second after ADD, up to two
+	// with its random delay): until then the pod answers no neighbour solicitation for its IPv6
+	// addresses, and probes from a router time out whatever Steer does.
+	waitFor(t, ctx, "the pod's IPv6 addresses to settle", func() error {
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+pod.NetNS, "ip", "-6", "-o", "addr", "show", "tentative").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		if s := strings.TrimSpace(string(out)); s != "" {
+			return fmt.Errorf("tentative: %s", s)
+		}
+		return nil
+	})
 	return pod
 }
 
