@@ -16,15 +16,7 @@ import (
 // build's proxy replaces them with maps in its layout, each connection carried over with a zero
 // stamp (stamped at its next packet, see svc_live), its port on the wire the socket's.
 func TestProxyCarriesOlderMaps(t *testing.T) {
-	prSkipUnlessRoot(t)
-	objs, err := Load(Config{Interfaces: []Interface{
-		{Name: "eth0", Index: 100, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Primary: true, Addr4: netip.MustParseAddr("10.0.0.10")},
-		{Name: "net1", Index: 101, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Pin: true, Addr4: netip.MustParseAddr("10.1.0.10")},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
+	objs := upgradeObjects(t)
 	parsed, err := parsedSvcSpec()
 	if err != nil {
 		t.Fatal(err)
@@ -101,15 +93,7 @@ func TestProxyCarriesOlderMaps(t *testing.T) {
 // are another build's (here a stand-in returning SVC_PASS) gets this build's programs, its maps
 // and what they hold kept; this build's proxy is left as it is.
 func TestProxyOfAnotherBuildReplaced(t *testing.T) {
-	prSkipUnlessRoot(t)
-	objs, err := Load(Config{Interfaces: []Interface{
-		{Name: "eth0", Index: 100, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Primary: true, Addr4: netip.MustParseAddr("10.0.0.10")},
-		{Name: "net1", Index: 101, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Pin: true, Addr4: netip.MustParseAddr("10.1.0.10")},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
+	objs := upgradeObjects(t)
 	m := sharedServiceMaps(objs)
 	if _, err := loadProxy(m, 0, nil); err != nil {
 		t.Fatal(err)
@@ -155,4 +139,20 @@ func TestProxyOfAnotherBuildReplaced(t *testing.T) {
 	if m.conns != conns {
 		t.Error("the connection table was replaced")
 	}
+}
+
+// upgradeObjects loads, unattached, the programs of a pod with eth0 and a pinned net1: what an
+// upgrade test installs a proxy over.
+func upgradeObjects(t *testing.T) *Objects {
+	t.Helper()
+	prSkipUnlessRoot(t)
+	objs, err := Load(Config{Interfaces: []Interface{
+		{Name: "eth0", Index: 100, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Primary: true, Addr4: netip.MustParseAddr("10.0.0.10")},
+		{Name: "net1", Index: 101, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Pin: true, Addr4: netip.MustParseAddr("10.1.0.10")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return objs
 }
