@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/steernet/steer/internal/testbed/emulation"
 	"github.com/steernet/steer/internal/testbed/realnode"
 	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/install"
+	"github.com/steernet/steer/pkg/k8s"
+	"github.com/steernet/steer/pkg/netconf"
 )
 
 // TestRealNodeShapes runs the cluster shapes operators run, beyond TestRealNode's (thick mode,
@@ -26,7 +29,7 @@ import (
 // examples' NADs as shipped:
 //   - Steer installed with the Helm chart in thin mode, on a dual-stack cluster network, with a
 //     DMZ and a management LAN: a steered pod, a pod whose default routes go through the DMZ
-//     ("default-route"), a pod on both LANs;
+//     ("default-route"), a pod on both LANs, a pod on a DMZ NAD without Steer's key;
 //   - Steer installed with the Helm chart's defaults (thick mode) on an IPv6-only cluster
 //     network: IPv4 to and from the DMZ goes through Steer's fallback route.
 func TestRealNodeShapes(t *testing.T) {
@@ -123,6 +126,18 @@ func TestRealNodeShapes(t *testing.T) {
 			e.expectReachesRemote(t, podNS, d4, d6)
 			e.expectReachesRemote(t, podNS, m4, m6)
 			expectNetworkStatus(t, pod, e.ns+"/dmz", e.ns+"/mgmt")
+			e.deleteLeavingNothing(t, pod)
+		})
+
+		t.Run("a DMZ NAD with no Steer key: the remote client's replies still leave by the DMZ", func(t *testing.T) {
+			e.createKeylessNAD(t, "dmz", "dmz-plain")
+			a4, a6 := emulation.DMZ.Addr(33)
+			pod := e.runPod(t, "plain-nad", ipsAnnotation("dmz-plain", a4, a6))
+			// Nothing names the router: the replies are pinned to the hop that delivered the
+			// request, through the router's strict rp_filter.
+			e.expectReachable(t, a4)
+			e.expectReachable(t, a6)
+			expectNetworkStatus(t, pod, e.ns+"/dmz-plain")
 			e.deleteLeavingNothing(t, pod)
 		})
 
@@ -328,4 +343,35 @@ func defaultRoutes(t *testing.T, pod *realnode.Pod, v4 bool) []string {
 		}
 	}
 	return routes
+}
+
+// createKeylessNAD creates NAD name in the env's namespace: the example NAD from's config with
+// its Steer key removed, as a Multus user's NAD comes.
+func (e *env) createKeylessNAD(t *testing.T, from, name string) {
+	t.Helper()
+	ctx := context.Background()
+	nads, err := k8s.NewNADClientForConfig(e.cluster.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := nads.Get(ctx, e.ns, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal([]byte(src.Spec.Config), &conf); err != nil {
+		t.Fatal(err)
+	}
+	delete(conf, netconf.PolicyKey)
+	conf["name"] = name
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nad := *src
+	nad.ObjectMeta = metav1.ObjectMeta{Name: name, Namespace: e.ns}
+	nad.Spec.Config = string(b)
+	if _, err := nads.Create(ctx, &nad); err != nil {
+		t.Fatal(err)
+	}
 }
