@@ -270,6 +270,12 @@ static __always_inline int egress_ip(struct __sk_buff *skb, __u32 cur, const __u
 	if (is_multicast(&p, family)) {
 		if (r == PARSE_TRACKED && parse_l4(data, data_end, &p) == PARSE_TRACKED)
 			return steer_multicast(skb, cur);
+		/* A neighbour solicitation: it may ask for a frontend. */
+		if (family == AF_INET6 && is_proto(&p, IPPROTO_ICMPV6) && svc_enabled()) {
+			int verdict = steer_svc_divert(skb, 1);
+			if (verdict >= 0)
+				return verdict;
+		}
 		goto pass;
 	}
 	/* To a Service's frontend: the proxy takes it. */
@@ -314,6 +320,12 @@ int steer_egress(struct __sk_buff *skb)
 		return egress_ip(skb, cur, AF_INET);
 	case AF_INET6:
 		return egress_ip(skb, cur, AF_INET6);
+	}
+	/* Not IP: an ARP request may ask for a frontend. */
+	if (svc_enabled()) {
+		int verdict = steer_svc_divert(skb, 1);
+		if (verdict >= 0)
+			return verdict;
 	}
 pass:
 	count(cur, STEER_REASON_PASSED, skb_field(skb, len));

@@ -295,6 +295,28 @@ static __always_inline int svc_from_pair(struct __sk_buff *skb, const struct svc
 	return svc_backend_diverted(k);
 }
 
+#define ETH_P_ARP 0x0806
+#define ND_NEIGHBOR_SOLICIT 135
+
+/* svc_solicits tells whether the frame at the start of skb, of family (0: not IP), asks for a
+ * neighbour's link-layer address: an ARP request, an IPv6 neighbour solicitation. The pod's
+ * kernel asks for a frontend's when its route to the ClusterIP is on-link (a secondary without
+ * a gateway carrying the family the cluster network lacks); the proxy answers for frontends
+ * (svc_neigh.h), multicast solicitations and the unicast ones that confirm an entry alike. */
+static __always_inline int svc_solicits(struct __sk_buff *skb, const __u8 family)
+{
+	if (family == AF_INET)
+		return 0;
+	if (family == 0) {
+		__be16 proto;
+		return !bpf_skb_load_bytes(skb, 2 * ETH_ALEN, &proto, sizeof(proto)) && proto == bpf_htons(ETH_P_ARP);
+	}
+	__u8 nexthdr, type;
+	return !bpf_skb_load_bytes(skb, ETH_HLEN + __builtin_offsetof(struct ip6_hdr, nexthdr), &nexthdr, 1) &&
+	       nexthdr == IPPROTO_ICMPV6 && !bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(struct ip6_hdr), &type, 1) &&
+	       type == ND_NEIGHBOR_SOLICIT;
+}
+
 /* svc_divert hands a packet of family to the proxy's program prog when its destination (dst) is a
  * frontend or may open a direct flow to a backend, or its source is a backend whose packets may
  * be a pair's; it returns only when it did not, with a negative value. */
@@ -303,8 +325,11 @@ static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog
 	struct svc_key k = {};
 	__u32 l4_off = 0;
 
-	if (svc_key_of(skb, &k, dst, &l4_off, family))
+	if (svc_key_of(skb, &k, dst, &l4_off, family)) {
+		if (dst && svc_solicits(skb, family))
+			bpf_tail_call(skb, &steer_svc_progs, prog);
 		return -1;
+	}
 	if (dst) {
 		if (!bpf_map_lookup_elem(&steer_svc_frontends, &k) && !svc_opens_direct(skb, &k, l4_off))
 			return -1;
@@ -316,7 +341,8 @@ static __always_inline int svc_divert(struct __sk_buff *skb, int dst, __u32 prog
 }
 
 /* steer_svc_divert hands a packet to the proxy when it goes to a frontend or may open a direct
- * flow to a backend (dst set), or comes from a backend. A global function: verified once, and the caller's paths with and without it
+ * flow to a backend (dst set), or comes from a backend; leaving, a neighbour solicitation too
+ * (svc_solicits). A global function: verified once, and the caller's paths with and without it
  * merge again after the call. A tail call from a function replaces the function: the caller gets
  * the proxy program's verdict (>= 0) as its return value, or a negative one when the packet is not
  * the proxy's (or the proxy is not loaded): the caller goes on with it. */
@@ -331,6 +357,9 @@ __subprog int steer_svc_divert(struct __sk_buff *skb, __u32 dst)
 	case AF_INET6:
 		svc_divert(skb, dst, prog, AF_INET6);
 		break;
+	default:
+		if (dst && svc_solicits(skb, 0))
+			bpf_tail_call(skb, &steer_svc_progs, prog);
 	}
 	/* Through unlinked: the compiler would otherwise fold this constant into the callers and
 	 * drop their test of the proxy's verdict, which it cannot see come back. */

@@ -117,14 +117,13 @@ type serviceShape struct {
 // cluster networks (the ClusterIP of the missing family routed by Steer's fallback route
 // through the secondary), the default route moved to the DMZ (the ClusterIP meets net1's
 // egress program, not eth0's), a client on two secondaries with a Service on each, NADs without
-// Steer's keys. In each, TCP and UDP to the IPv4 and IPv6 ClusterIPs are answered by backends on
+// Steer's keys (on single-stack cluster networks too: the fallback route is then on-link, and
+// the proxy answers the kernel's ARP or NDP question for the ClusterIP). In each, TCP and UDP to the IPv4 and IPv6 ClusterIPs are answered by backends on
 // both nodes at their addresses on the Service's network, reached from the client's address on
 // that network; the same Services without multus-service's label answer nothing.
 func TestServiceShapes(t *testing.T) {
 	for _, s := range []serviceShape{
-		// The examples' dmz names its router (the gateway key): static addresses carry none, and
-		// an on-link fallback route would make the kernel resolve the IPv6 ClusterIP itself on
-		// the LAN, before any program sees the packet.
+		// The examples' dmz names its router (the gateway key): the fallback route goes through it.
 		{name: "thin/ipv4-only", thin: true, fams: IPv4Only, nets: []LAN{DMZ}},
 		{name: "thick/ipv6-only", fams: IPv6Only, nets: []LAN{DMZ}},
 		{name: "thick/default-route-dmz", fams: DualStack, nets: []LAN{DMZ}, defaultRoute: true},
@@ -132,6 +131,11 @@ func TestServiceShapes(t *testing.T) {
 		// The IPv6 ClusterIP of mgmt's Service meets net1's egress program (the fallback
 		// route), which sends it out of net2.
 		{name: "thick/ipv4-only/dmz+mgmt", fams: IPv4Only, nets: []LAN{DMZ, Mgmt}},
+		// NADs without Steer's keys carry no gateway (static addresses): the fallback route of
+		// the family the cluster network lacks is on-link, and the kernel resolves that
+		// family's ClusterIP as a neighbour on the LAN; the proxy answers for its frontends.
+		{name: "thin/ipv4-only/plain-nads", thin: true, fams: IPv4Only, nets: []LAN{DMZ}, plainNADs: true},
+		{name: "thick/ipv6-only/dmz+mgmt/plain-nads", fams: IPv6Only, nets: []LAN{DMZ, Mgmt}, plainNADs: true},
 	} {
 		t.Run(s.name, func(t *testing.T) { testServiceShape(t, s) })
 	}
