@@ -91,13 +91,21 @@ func (l Layout) Dir(containerID string) (string, error) {
 	return filepath.Join(l.Root, containerID), nil
 }
 
-// LinkPin is the pin name of the link attaching hook ("ingress", "egress", "xdp") on ifname.
+// LinkPin is the pin name of the link attaching hook (one of LinkHooks) on ifname.
 func LinkPin(ifname, hook string) string {
 	return "link-" + ifname + "-" + hook
 }
 
+// The hooks a link pin can name: TC ingress and egress (TCX, or cls_bpf where TCX is missing),
+// and XDP.
+const (
+	HookIngress = "ingress"
+	HookEgress  = "egress"
+	HookXDP     = "xdp"
+)
+
 // LinkHooks are the hooks a link pin can name.
-var LinkHooks = []string{"ingress", "egress", "xdp"}
+var LinkHooks = []string{HookIngress, HookEgress, HookXDP}
 
 // ParseLinkPin is the inverse of LinkPin; ok is false for a pin that is not a link's.
 func ParseLinkPin(name string) (ifname, hook string, ok bool) {

@@ -154,13 +154,13 @@ func attachXDP(dir string, itf Interface, prog *ebpf.Program) error {
 		return fmt.Errorf("xdp: %w", err)
 	}
 	defer l.Close()
-	return l.Pin(filepath.Join(dir, bpffs.LinkPin(itf.Name, "xdp")))
+	return l.Pin(filepath.Join(dir, bpffs.LinkPin(itf.Name, bpffs.HookXDP)))
 }
 
 func attachTC(dir string, itf Interface, prog *ebpf.Program, at ebpf.AttachType, opts Options) error {
-	hook := "ingress"
+	hook := bpffs.HookIngress
 	if at == ebpf.AttachTCXEgress {
-		hook = "egress"
+		hook = bpffs.HookEgress
 	}
 	if !opts.LegacyTC {
 		l, err := link.AttachTCX(link.TCXOptions{Program: prog, Attach: at, Interface: itf.Index})
@@ -200,7 +200,7 @@ func attachClsBPF(ifindex int, prog *ebpf.Program, hook string) error {
 
 func clsFilterAttrs(ifindex int, hook string) netlink.FilterAttrs {
 	parent := uint32(netlink.HANDLE_MIN_INGRESS)
-	if hook == "egress" {
+	if hook == bpffs.HookEgress {
 		parent = netlink.HANDLE_MIN_EGRESS
 	}
 	return netlink.FilterAttrs{
@@ -235,7 +235,7 @@ func removeClsBPF() error {
 		return err
 	}
 	for _, l := range links {
-		for _, hook := range []string{"ingress", "egress"} {
+		for _, hook := range []string{bpffs.HookIngress, bpffs.HookEgress} {
 			attrs := clsFilterAttrs(l.Attrs().Index, hook)
 			filters, err := netlink.FilterList(l, attrs.Parent)
 			if err != nil {

@@ -35,16 +35,16 @@ func Check(netnsPath, containerID string, cfg Config, opts Options) []error {
 				problems = append(problems, fmt.Errorf("interface %s: %w", itf.Name, err))
 				continue
 			}
-			if err := checkHook(dir, itf.Name, l, "egress"); err != nil {
+			if err := checkHook(dir, itf.Name, l, bpffs.HookEgress); err != nil {
 				problems = append(problems, err)
 			}
 			if !itf.Pin {
 				continue
 			}
-			if checkHook(dir, itf.Name, l, "xdp") == nil {
+			if checkHook(dir, itf.Name, l, bpffs.HookXDP) == nil {
 				continue
 			}
-			if err := checkHook(dir, itf.Name, l, "ingress"); err != nil {
+			if err := checkHook(dir, itf.Name, l, bpffs.HookIngress); err != nil {
 				problems = append(problems, err)
 			}
 		}
@@ -78,7 +78,7 @@ func checkHook(dir, ifname string, l netlink.Link, hook string) error {
 		}
 		return nil
 	}
-	if hook != "xdp" && hasClsBPF(l, hook) {
+	if hook != bpffs.HookXDP && hasClsBPF(l, hook) {
 		return nil
 	}
 	if errors.Is(err, os.ErrNotExist) {

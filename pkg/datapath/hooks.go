@@ -17,20 +17,20 @@ import (
 
 // hook is one attached program of a pod: a pinned TCX or XDP link, or a legacy cls_bpf filter.
 type hook struct {
-	kind   string // "ingress", "egress", "xdp"
+	kind   string // one of bpffs.LinkHooks
 	link   link.Link
 	filter *netlink.BpfFilter // legacy TC, in netns
 	netns  string
 }
 
-func (h *hook) egress() bool { return h.kind == "egress" }
+func (h *hook) egress() bool { return h.kind == bpffs.HookEgress }
 
 // program is the name of the hook's program in the object.
 func (h *hook) program() string {
 	switch h.kind {
-	case "egress":
+	case bpffs.HookEgress:
 		return "steer_egress"
-	case "xdp":
+	case bpffs.HookXDP:
 		return "steer_ingress_xdp"
 	}
 	return "steer_ingress"
@@ -101,7 +101,7 @@ func findHooks(netnsPath, dir string) ([]hook, error) {
 			return err
 		}
 		for _, l := range links {
-			for _, kind := range []string{"ingress", "egress"} {
+			for _, kind := range []string{bpffs.HookIngress, bpffs.HookEgress} {
 				filters, err := netlink.FilterList(l, clsFilterAttrs(l.Attrs().Index, kind).Parent)
 				if err != nil {
 					continue // no clsact qdisc

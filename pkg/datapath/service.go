@@ -369,7 +369,7 @@ func checkReverseHooks(dir string, entries []service.Entry) error {
 		return nil
 	}
 	for _, e := range entries {
-		if !slices.Contains(links, filepath.Join(dir, bpffs.LinkPin(e.IfName, "ingress"))) {
+		if !slices.Contains(links, filepath.Join(dir, bpffs.LinkPin(e.IfName, bpffs.HookIngress))) {
 			return fmt.Errorf("service %s: interface %q has no TC ingress program to reverse-NAT the replies (not steered, or learning with XDP)", e.Service, e.IfName)
 		}
 	}

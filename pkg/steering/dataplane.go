@@ -129,7 +129,7 @@ func steeredInterfaces(layout bpffs.Layout, containerID string) []string {
 			continue
 		}
 		links = true
-		if hook != "egress" && !slices.Contains(names, ifname) {
+		if hook != bpffs.HookEgress && !slices.Contains(names, ifname) {
 			names = append(names, ifname)
 		}
 	}
