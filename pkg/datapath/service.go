@@ -231,17 +231,49 @@ func olderProxyMaps(m *serviceMaps) (map[string]*ebpf.Map, error) {
 }
 
 // loadedProxyTag is the kernel's tag of the proxy's egress program as this process loads it
-// (the same for every pod: their loop marks live in .rodata, which the tag leaves out); "" until
-// it loaded one.
+// (the same for every pod: their loop marks live in .rodata, which the tag leaves out); nil
+// until it loaded one.
 var loadedProxyTag atomic.Pointer[string]
+
+// proxyTag returns loadedProxyTag, learning it when this process has loaded no proxy yet by
+// loading one that no pod uses: the kernel computes the tag over the linked program, which the
+// spec cannot give. Once per process, instead of reloading the proxy of every pod that has one
+// at steerd's start.
+func proxyTag() (string, error) {
+	if tag := loadedProxyTag.Load(); tag != nil {
+		return *tag, nil
+	}
+	parsed, err := parsedSvcSpec()
+	if err != nil {
+		return "", err
+	}
+	spec := parsed.Copy()
+	if err := foldVariables(spec); err != nil {
+		return "", err
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return "", fmt.Errorf("load the Service proxy: %w", err)
+	}
+	defer coll.Close()
+	info, err := coll.Programs[svcProgSteerSvcEgress].Info()
+	if err != nil {
+		return "", err
+	}
+	loadedProxyTag.CompareAndSwap(nil, &info.Tag)
+	return info.Tag, nil
+}
 
 // isLoadedProxy tells whether prog, a pod's proxy egress program, is this build's: an older
 // build's proxy would not keep what this build's programs count on (the ticks of
-// svc_udp_pair_recent). Until this process has loaded a proxy it cannot tell, and says no.
+// svc_udp_pair_recent). When it cannot tell, it says no: the proxy is loaded again.
 func isLoadedProxy(prog *ebpf.Program) bool {
 	info, err := prog.Info()
-	tag := loadedProxyTag.Load()
-	return err == nil && tag != nil && info.Tag == *tag
+	if err != nil {
+		return false
+	}
+	tag, err := proxyTag()
+	return err == nil && info.Tag == tag
 }
 
 // ensureProxy loads the proxy of the pod pinned in dir unless this build's programs are in

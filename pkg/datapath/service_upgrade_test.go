@@ -91,7 +91,8 @@ func TestProxyCarriesOlderMaps(t *testing.T) {
 
 // TestProxyOfAnotherBuildReplaced: a pod's proxy whose maps this build reads but whose programs
 // are another build's (here a stand-in returning SVC_PASS) gets this build's programs, its maps
-// and what they hold kept; this build's proxy is left as it is.
+// and what they hold kept; this build's proxy is left as it is, also by a process that has not
+// loaded one yet.
 func TestProxyOfAnotherBuildReplaced(t *testing.T) {
 	objs := upgradeObjects(t)
 	m := sharedServiceMaps(objs)
@@ -120,6 +121,14 @@ func TestProxyOfAnotherBuildReplaced(t *testing.T) {
 	}
 	if id, _ := installed().ID(); id != ourID {
 		t.Error("this build's proxy was loaded again")
+	}
+	// As a steerd that has loaded no proxy yet (it just started) finds it.
+	loadedProxyTag.Store(nil)
+	if err := ensureProxy(m, t.TempDir(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := installed().ID(); id != ourID {
+		t.Error("this build's proxy was loaded again by a process that had loaded none")
 	}
 	other, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
