@@ -73,17 +73,66 @@ func load(cfg Config, xdp bool) (*Objects, error) {
 	return objs, nil
 }
 
-// newCollection loads spec, printing the verifier's log when it refuses a program.
+// newCollection loads spec, printing the verifier's log when it refuses a program. The maps
+// are created first, in one collection (the programs refer to them by descriptor); then each
+// program is verified in a goroutine of its own, so that a pod's load takes as long as its
+// longest verification instead of the sum of them when a CPU is free. The verifier is most of
+// a load: on Linux 6.18, 2.8 ms for steer_egress and 2.0 ms for steer_ingress of 7.5 ms.
 func newCollection(spec *ebpf.CollectionSpec, replace map[string]*ebpf.Map) (*ebpf.Collection, error) {
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	mapsOnly := *spec
+	mapsOnly.Programs = nil
+	coll, err := ebpf.NewCollectionWithOptions(&mapsOnly, ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		return nil, fmt.Errorf("load steer maps: %w", err)
+	}
+	coll.Programs = make(map[string]*ebpf.Program, len(spec.Programs))
+	type loaded struct {
+		name string
+		prog *ebpf.Program
+		err  error
+	}
+	done := make(chan loaded, len(spec.Programs))
+	for name, ps := range spec.Programs {
+		if ps.Type == ebpf.UnspecifiedProgram {
+			done <- loaded{} // as NewCollection, which skips them
+			continue
+		}
+		go func() {
+			prog, err := loadProgram(spec, name, coll.Maps)
+			done <- loaded{name, prog, err}
+		}()
+	}
+	var errs []error
+	for range spec.Programs {
+		l := <-done
+		switch {
+		case l.err != nil:
+			errs = append(errs, l.err)
+		case l.prog != nil:
+			coll.Programs[l.name] = l.prog
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		coll.Close()
+		return nil, err
+	}
+	return coll, nil
+}
+
+// loadProgram loads the program name of spec with the maps already created.
+func loadProgram(spec *ebpf.CollectionSpec, name string, maps map[string]*ebpf.Map) (*ebpf.Program, error) {
+	one := *spec
+	one.Programs = map[string]*ebpf.ProgramSpec{name: spec.Programs[name]}
+	coll, err := ebpf.NewCollectionWithOptions(&one, ebpf.CollectionOptions{MapReplacements: maps})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load steer programs: %+v", verr)
+			return nil, fmt.Errorf("load steer program %s: %+v", name, verr)
 		}
-		return nil, fmt.Errorf("load steer programs: %w", err)
+		return nil, fmt.Errorf("load steer program %s: %w", name, err)
 	}
-	return coll, nil
+	defer coll.Close()
+	return coll.DetachProgram(name), nil
 }
 
 // pinsOf names the maps of coll that are pinned, by pin name (see PinName).
