@@ -9,7 +9,7 @@ import (
 )
 
 func newDataplane(conf *netconf.Conf, log *slog.Logger) steering.Dataplane {
-	return steering.ForConf(conf, log)
+	return steering.ForConf(conf, log, nil) // one pod per process: nothing to make ahead
 }
 
 // warmDataplane parses the BPF object built into the plugin while the apiserver answers and the

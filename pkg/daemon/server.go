@@ -22,6 +22,7 @@ import (
 
 	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/cnienv"
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/engine"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/netconf"
@@ -41,6 +42,8 @@ type Server struct {
 	// client that sent headers and no body used to keep its connection for ever.
 	readTimeout time.Duration
 	maxConns    int
+	// spares are the BPF maps of the next steered pod, made ahead of its ADD.
+	spares *datapath.Spares
 }
 
 // DefaultWorkers bounds the requests that run at once; the rest wait their turn.
@@ -59,12 +62,13 @@ func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logge
 	}
 	return &Server{log: log, cache: cache, metrics: reg,
 		slots: make(chan struct{}, workers), cleanupSlots: make(chan struct{}, workers),
-		readTimeout: defaultReadTimeout, maxConns: defaultMaxConns}
+		readTimeout: defaultReadTimeout, maxConns: defaultMaxConns, spares: &datapath.Spares{}}
 }
 
 // Serve listens on socket (root-only: 0600, and peers checked with SO_PEERCRED) until ctx
 // ends. A stale socket left by a killed daemon is replaced.
 func (s *Server) Serve(ctx context.Context, socket string) error {
+	defer s.spares.Close()
 	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
 		return err
 	}
@@ -167,7 +171,7 @@ func (s *Server) run(ctx context.Context, req api.Request) (json.RawMessage, err
 		NADs:      s.cache.NADs(),
 		Status:    s.cache,
 		Events:    s.cache,
-		Dataplane: steering.ForConf(conf, log),
+		Dataplane: steering.ForConf(conf, log, s.spares),
 	})
 	args := &skel.CmdArgs{ContainerID: req.ContainerID, Netns: req.Netns, IfName: req.IfName, Args: req.Args, Path: req.Path, StdinData: req.StdinData}
 	switch req.Command {

@@ -34,6 +34,8 @@ type Options struct {
 	// LegacyTC forces clsact + cls_bpf through netlink instead of TCX links, as on kernels
 	// before 6.6. Those filters are owned by the interface, not by a pin.
 	LegacyTC bool
+	// Spares holds maps created ahead for the next pod; nil: each Attach creates its own.
+	Spares *Spares
 }
 
 func (o Options) layout() bpffs.Layout {
@@ -62,7 +64,7 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 		return err
 	}
 
-	objs, err := load(cfg, needsXDP(netnsPath, cfg.Interfaces, opts.Ingress))
+	objs, err := load(cfg, needsXDP(netnsPath, cfg.Interfaces, opts.Ingress), opts.Spares)
 	if err != nil {
 		return err
 	}

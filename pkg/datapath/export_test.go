@@ -1,6 +1,10 @@
 package datapath
 
 import (
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 )
 
@@ -26,3 +30,34 @@ func Refused(o *Object, name string) *Object {
 	spec.Programs[name].Instructions = asm.Instructions{asm.Return()}
 	return &Object{spec: spec, Version: Version{Layout: o.Version.Layout, Object: o.Version.Object ^ 1}}
 }
+
+// WaitSpare makes s's next set of maps and waits until it is ready, returning the maps' IDs by
+// map name.
+func WaitSpare(t testing.TB, s *Spares) map[string]ebpf.MapID {
+	t.Helper()
+	s.refill()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		maps := s.maps
+		ids := map[string]ebpf.MapID{}
+		for name, m := range maps {
+			info, err := m.Info()
+			if err != nil {
+				s.mu.Unlock()
+				t.Fatal(err)
+			}
+			ids[name], _ = info.ID()
+		}
+		s.mu.Unlock()
+		if maps != nil {
+			return ids
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no spare maps after 10s")
+	return nil
+}
+
+// FlowsMap is the name of the flow table in the object.
+const FlowsMap = flowsMap

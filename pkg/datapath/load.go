@@ -29,11 +29,11 @@ func (o *Objects) Close() error {
 
 // Load loads the programs and maps for cfg from this binary's object. The caller closes the
 // returned objects; what must outlive the process is pinned by Attach.
-func Load(cfg Config) (*Objects, error) { return load(cfg, true) }
+func Load(cfg Config) (*Objects, error) { return load(cfg, true, nil) }
 
 // load is Load, leaving the XDP program out unless xdp: most pods learn with TC only, and the
-// XDP program's verification is a tenth of the load.
-func load(cfg Config, xdp bool) (*Objects, error) {
+// XDP program's verification is a tenth of the load. It uses the spare maps that fit, if any.
+func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
 	}
@@ -48,7 +48,10 @@ func load(cfg Config, xdp bool) (*Objects, error) {
 	if !xdp {
 		delete(spec.Programs, steerProgSteerIngressXdp)
 	}
-	coll, err := newCollection(spec, nil)
+	spare := spares.take(&cfg)
+	coll, err := newCollection(spec, spare)
+	closeMapSet(spare) // the collection holds its own references
+	spares.refill()    // now that this pod's programs no longer compete for the CPU
 	if err != nil {
 		return nil, err
 	}

@@ -9,10 +9,11 @@ import (
 )
 
 // ForConf returns the eBPF dataplane for a plugin config. With "steering": false it attaches
-// nothing (Steer is then a plain Multus replacement) but DEL still cleans up.
-func ForConf(conf *netconf.Conf, log *slog.Logger) Dataplane {
+// nothing (Steer is then a plain Multus replacement) but DEL still cleans up. spares, nil in a
+// process that attaches one pod, keeps maps made ahead for the next pod (see datapath.Spares).
+func ForConf(conf *netconf.Conf, log *slog.Logger, spares *datapath.Spares) Dataplane {
 	return BPF{
-		Options:  datapath.Options{Layout: bpffs.Layout{Root: conf.BPFFSRoot}},
+		Options:  datapath.Options{Layout: bpffs.Layout{Root: conf.BPFFSRoot}, Spares: spares},
 		Log:      log,
 		Disabled: !conf.Steering,
 	}
