@@ -113,7 +113,7 @@ func attachHooks(netnsPath, dir string, itfs []Interface, objs *Objects, opts Op
 
 // attachIngress hooks the program that learns flows: XDP where it is worth it, TC elsewhere.
 func attachIngress(dir string, itf Interface, objs *Objects, opts Options) error {
-	if opts.Ingress == IngressXDP || opts.Ingress == IngressAuto && xdpWorthIt(itf.Index) {
+	if opts.Ingress == IngressXDP || opts.Ingress == IngressAuto && xdpWorthIt(itf) {
 		err := attachXDP(dir, itf, objs.SteerIngressXdp)
 		if err == nil || opts.Ingress == IngressXDP {
 			return err
@@ -122,28 +122,44 @@ func attachIngress(dir string, itf Interface, objs *Objects, opts Options) error
 	return attachTC(dir, itf, objs.SteerIngress, ebpf.AttachTCXIngress, opts)
 }
 
-// needsXDP tells whether attachIngress may attach the XDP program to one of itfs.
+// needsXDP tells whether attachIngress may attach the XDP program to one of itfs. It enters
+// the namespace only for interfaces whose kind the caller did not say.
 func needsXDP(netnsPath string, itfs []Interface, mode IngressMode) bool {
 	if mode != IngressAuto {
 		return mode == IngressXDP
 	}
-	need := false
+	need, unknown := false, false
+	for _, itf := range itfs {
+		need = need || itf.Pin && itf.Kind != "" && xdpWorthKind(itf.Kind)
+		unknown = unknown || itf.Pin && itf.Kind == ""
+	}
+	if need || !unknown {
+		return need
+	}
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 		for _, itf := range itfs {
-			need = need || itf.Pin && xdpWorthIt(itf.Index)
+			need = need || itf.Pin && xdpWorthIt(itf)
 		}
 		return nil
 	})
 	return need || err != nil // without the namespace, attaching fails anyway
 }
 
-// xdpWorthIt tells whether IngressAuto should try XDP on an interface.
-func xdpWorthIt(ifindex int) bool {
-	l, err := netlink.LinkByIndex(ifindex)
+// xdpWorthIt tells whether IngressAuto should try XDP on an interface of the current namespace.
+func xdpWorthIt(itf Interface) bool {
+	if itf.Kind != "" {
+		return xdpWorthKind(itf.Kind)
+	}
+	l, err := netlink.LinkByIndex(itf.Index)
 	if err != nil {
 		return false
 	}
-	switch l.Type() {
+	return xdpWorthKind(l.Type())
+}
+
+// xdpWorthKind tells whether IngressAuto should try XDP on a link of a kind (see IngressAuto).
+func xdpWorthKind(kind string) bool {
+	switch kind {
 	case "veth", "macvlan", "macvtap", "bridge", "vxlan", "geneve", "ipvlan", "dummy":
 		return false
 	}

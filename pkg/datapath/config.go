@@ -36,6 +36,9 @@ type Interface struct {
 	Bits6    int
 	Gateway4 netip.Addr // next hop for traffic sourced from Addr4 with no learned flow
 	Gateway6 netip.Addr
+	// Kind is the link's type as netlink names it ("veth", "macvlan", "device" …), which tells
+	// IngressAuto whether XDP is worth it; "" when the caller did not read it: Attach does.
+	Kind string
 }
 
 // Group is a multicast prefix steered out of one or more interfaces (fan-out when several).

@@ -49,6 +49,7 @@ func buildPlan(atts []Attachment) (plan, error) {
 			MAC:     l.Attrs().HardwareAddr,
 			Primary: a.Primary,
 			Pin:     !a.Primary && a.Policy.Steering,
+			Kind:    l.Type(),
 		}
 		setAddresses(&itf, a, l)
 		for _, gw := range a.Policy.Gateways {
