@@ -8,15 +8,17 @@ import (
 	"github.com/steernet/steer/pkg/steering"
 )
 
-func newDataplane(conf *netconf.Conf, log *slog.Logger) steering.Dataplane {
-	return steering.ForConf(conf, log, nil) // one pod per process: nothing to make ahead
+func newDataplane(conf *netconf.Conf, log *slog.Logger, spares *datapath.Spares) steering.Dataplane {
+	return steering.ForConf(conf, log, spares)
 }
 
-// warmDataplane parses the BPF object built into the plugin while the apiserver answers and the
-// delegates run. Each ADD is a fresh process, and the parse (10-20 ms on a busy node) would
-// otherwise start after the last delegate.
-func warmDataplane(conf *netconf.Conf) {
-	if conf.Steering {
-		go func() { _, _ = datapath.Embedded() }()
+// warmDataplane starts, while the apiserver answers and the delegates run, what the pod's
+// dataplane needs that depends on neither: the parse of the BPF object built into the plugin
+// (10-20 ms on a busy node) and the pod's maps. Each ADD is a fresh process: both would
+// otherwise start after the last delegate. The caller closes what it returns (nil: steering off).
+func warmDataplane(conf *netconf.Conf) *datapath.Spares {
+	if !conf.Steering {
+		return nil
 	}
+	return datapath.SparesForOnePod()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/engine"
 	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/pluginmain"
@@ -57,8 +58,10 @@ func main() {
 // DEL could report success for interfaces the DEL had removed.
 func runThin(do func(context.Context, *engine.Engine, *netconf.Conf, *skel.CmdArgs) error) pluginmain.InProcess {
 	return func(ctx context.Context, conf *netconf.Conf, args *skel.CmdArgs, verb string, log *slog.Logger) error {
+		var spares *datapath.Spares
 		if verb == "ADD" {
-			warmDataplane(conf)
+			spares = warmDataplane(conf)
+			defer spares.Close()
 		}
 		if verb == "ADD" || verb == "DEL" || verb == "CHECK" {
 			unlock, err := engine.LockContainer(ctx, conf.CNIDir, args.ContainerID)
@@ -72,6 +75,6 @@ func runThin(do func(context.Context, *engine.Engine, *netconf.Conf, *skel.CmdAr
 				defer unlock()
 			}
 		}
-		return do(ctx, engine.NewThin(conf, log, newDataplane(conf, log)), conf, args)
+		return do(ctx, engine.NewThin(conf, log, newDataplane(conf, log, spares)), conf, args)
 	}
 }

@@ -61,3 +61,10 @@ func WaitSpare(t testing.TB, s *Spares) map[string]ebpf.MapID {
 
 // FlowsMap is the name of the flow table in the object.
 const FlowsMap = flowsMap
+
+// SpareState tells whether s holds a ready set of maps, and whether one is being made.
+func SpareState(s *Spares) (ready, making bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maps != nil, s.making
+}

@@ -127,3 +127,35 @@ func TestSparesServeTheNextPod(t *testing.T) {
 		t.Errorf("spare %s (map %d) still exists after Close", name, id)
 	}
 }
+
+// The thin plugin's spares: made while the pod's delegates run, taken by its Attach (which waits
+// for them when they are not ready yet), and no other set made after.
+func TestSparesForOnePod(t *testing.T) {
+	pod, peer := nstest.NewNS(t), nstest.NewNS(t)
+	eth0, _ := nstest.Veth(t, pod, "eth0", peer, "p0")
+	net1, _ := nstest.Veth(t, pod, "net1", peer, "p1")
+	cfg := datapath.Config{Interfaces: []datapath.Interface{
+		{Name: "eth0", Index: eth0.Attrs().Index, MTU: 1500, Primary: true},
+		{Name: "net1", Index: net1.Attrs().Index, MTU: 1500, Pin: true},
+	}}
+	spares := datapath.SparesForOnePod()
+	t.Cleanup(spares.Close)
+	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
+	const cid = "spares-one-pod"
+	if err := datapath.Attach(pod.Path(), cid, cfg, opts); err != nil {
+		t.Fatalf("attach: %+v", err)
+	}
+	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cid, opts) })
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		ready, making := datapath.SpareState(spares)
+		if !making || time.Now().After(deadline) {
+			if ready || making {
+				t.Errorf("after the pod's Attach: a set ready %t, being made %t; want the one set taken, none after", ready, making)
+			}
+			break
+		}
+	}
+	if _, err := datapath.ReadPinned(opts.Layout, cid); err != nil {
+		t.Errorf("read the pod's pins: %v", err)
+	}
+}
