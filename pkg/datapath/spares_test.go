@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/datapath"
@@ -22,10 +23,9 @@ func TestAttachCountsRealPacketsWithSpares(t *testing.T) {
 	testAttach(t, datapath.Options{Ingress: datapath.IngressTC, Spares: spares})
 }
 
-// A pod attached with spares ready uses those very maps, and the next set is made for the pod
-// after it; a pod whose flow table is not the default size makes its own and leaves the spares.
-// Closing the spares frees them.
-func TestSparesServeTheNextPod(t *testing.T) {
+// sparesPod is a pod namespace with eth0 and a pinned net1, and its configuration.
+func sparesPod(t *testing.T) (ns.NetNS, datapath.Config) {
+	t.Helper()
 	pod, peer := nstest.NewNS(t), nstest.NewNS(t)
 	eth0, _ := nstest.Veth(t, pod, "eth0", peer, "p0")
 	net1, _ := nstest.Veth(t, pod, "net1", peer, "p1")
@@ -33,6 +33,14 @@ func TestSparesServeTheNextPod(t *testing.T) {
 		{Name: "eth0", Index: eth0.Attrs().Index, MTU: 1500, Primary: true},
 		{Name: "net1", Index: net1.Attrs().Index, MTU: 1500, Pin: true},
 	}}
+	return pod, cfg
+}
+
+// A pod attached with spares ready uses those very maps, and the next set is made for the pod
+// after it; a pod whose flow table is not the default size makes its own and leaves the spares.
+// Closing the spares frees them.
+func TestSparesServeTheNextPod(t *testing.T) {
+	pod, cfg := sparesPod(t)
 	spares := &datapath.Spares{}
 	t.Cleanup(spares.Close)
 	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
@@ -131,13 +139,7 @@ func TestSparesServeTheNextPod(t *testing.T) {
 // The thin plugin's spares: made while the pod's delegates run, taken by its Attach (which waits
 // for them when they are not ready yet), and no other set made after.
 func TestSparesForOnePod(t *testing.T) {
-	pod, peer := nstest.NewNS(t), nstest.NewNS(t)
-	eth0, _ := nstest.Veth(t, pod, "eth0", peer, "p0")
-	net1, _ := nstest.Veth(t, pod, "net1", peer, "p1")
-	cfg := datapath.Config{Interfaces: []datapath.Interface{
-		{Name: "eth0", Index: eth0.Attrs().Index, MTU: 1500, Primary: true},
-		{Name: "net1", Index: net1.Attrs().Index, MTU: 1500, Pin: true},
-	}}
+	pod, cfg := sparesPod(t)
 	spares := datapath.SparesForOnePod()
 	t.Cleanup(spares.Close)
 	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
