@@ -38,17 +38,24 @@ func runCNI(ctx context.Context, quick bool, log *slog.Logger) *report.CNI {
 	log.Info("CNI ADD/DEL", "command", "go "+strings.Join(args, " "))
 	// Six paths and the direct delegates, 30 pods each per row (~8 min on a shared 2-CPU VM),
 	// then steerd at scale (~6 min).
-	ctx, cancel := context.WithTimeout(ctx, 40*time.Minute)
+	out, err := goCommand(ctx, 40*time.Minute, args)
+	res := &report.CNI{Command: "go " + strings.Join(args, " "), Output: out}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	return res
+}
+
+// goCommand runs `go args...`, bounded by timeout, and returns what it printed (stdout and
+// stderr, interleaved as they came).
+func goCommand(ctx context.Context, timeout time.Duration, args []string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	res := &report.CNI{Command: "go " + strings.Join(args, " ")}
-	if err := cmd.Run(); err != nil {
-		res.Err = err.Error()
-	}
-	res.Output = out.String()
-	return res
+	err := cmd.Run()
+	return out.String(), err
 }
 
 func hasBenchmarks(files []string) bool {

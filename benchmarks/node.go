@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,23 +28,16 @@ func runNode(ctx context.Context, pods int, log *slog.Logger) *report.CNI {
 	command := "go " + strings.Join(args[:len(args)-2], " ")
 	log.Info("pods on a real node", "command", command)
 	// Five peers, nine rows, about 3 s a pod on a shared 2-CPU VM: ~25 min at 20 pods a row.
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	res := &report.CNI{Command: command}
-	if err := cmd.Run(); err != nil {
-		res.Err = err.Error()
-		res.Output = out.String()
-		return res
+	out, err := goCommand(ctx, 90*time.Minute, args)
+	res := &report.CNI{Command: command, Output: out}
+	if err == nil {
+		var md []byte
+		if md, err = os.ReadFile(results); err == nil {
+			res.Output = string(md) // the benchmark's results; its log only when it failed
+		}
 	}
-	md, err := os.ReadFile(results)
 	if err != nil {
 		res.Err = err.Error()
-		res.Output = out.String()
-		return res
 	}
-	res.Output = string(md)
 	return res
 }
