@@ -236,32 +236,22 @@ func olderProxyMaps(m *serviceMaps) (map[string]*ebpf.Map, error) {
 var loadedProxyTag atomic.Pointer[string]
 
 // proxyTag returns loadedProxyTag, learning it when this process has loaded no proxy yet by
-// loading one that no pod uses: the kernel computes the tag over the linked program, which the
-// spec cannot give. Once per process, instead of reloading the proxy of every pod that has one
-// at steerd's start.
+// loading one that no pod uses (loadProxy records it): the kernel computes the tag over the
+// linked program, which the spec cannot give. Once per process, instead of reloading the proxy
+// of every pod that has one at steerd's start.
 func proxyTag() (string, error) {
+	if tag := loadedProxyTag.Load(); tag == nil {
+		var m serviceMaps
+		_, err := loadProxy(&m, 0, nil)
+		m.Close()
+		if err != nil {
+			return "", err
+		}
+	}
 	if tag := loadedProxyTag.Load(); tag != nil {
 		return *tag, nil
 	}
-	parsed, err := parsedSvcSpec()
-	if err != nil {
-		return "", err
-	}
-	spec := parsed.Copy()
-	if err := foldVariables(spec); err != nil {
-		return "", err
-	}
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		return "", fmt.Errorf("load the Service proxy: %w", err)
-	}
-	defer coll.Close()
-	info, err := coll.Programs[svcProgSteerSvcEgress].Info()
-	if err != nil {
-		return "", err
-	}
-	loadedProxyTag.CompareAndSwap(nil, &info.Tag)
-	return info.Tag, nil
+	return "", errors.New("the Service proxy's tag is unknown")
 }
 
 // isLoadedProxy tells whether prog, a pod's proxy egress program, is this build's: an older
