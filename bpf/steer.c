@@ -9,8 +9,8 @@
  *    chosen by policy (fanned out when several interfaces take a group).
  * Everything else is left to the kernel untouched.
  *
- * The collection is verified at every pod ADD, and verification takes about a microsecond per
- * instruction it walks, so the code is written for the verifier as much as for the CPU: slots are
+ * A collection is verified for every pod (in steerd ahead of its ADD, see config.h), and
+ * verification takes about a microsecond per instruction it walks, so the code is written for the verifier as much as for the CPU: slots are
  * opaque to it (config.h), so that the configuration does not multiply the paths it walks; the
  * code after the Ethernet header is inlined once per address family (parse.h); the cold paths
  * that loop over the configuration (MSS clamping, multicast) are global functions, verified

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Load-time configuration: a pod's interfaces and multicast groups. Set from Go through
- * CollectionSpec.Variables when the pod's collection is loaded, so the verifier sees constants
- * and nothing is recompiled per pod. */
+/* Load-time configuration: a pod's interfaces and multicast groups, set from Go through
+ * CollectionSpec.Variables, so nothing is recompiled per pod. The groups and the loop mark are
+ * constants (.rodata) the verifier prunes by. The interface table is data of its own section
+ * (.data.ifaces, frozen once written): the programs verify alike for every pod without groups,
+ * so steerd keeps them verified ahead of the pod and its ADD only writes the table. */
 #pragma once
 
 #include "common.h"
@@ -51,7 +53,7 @@ struct steer_group {
 	union steer_addr addr;
 };
 
-volatile const struct steer_iface steer_ifaces[STEER_MAX_IFACES];
+volatile struct steer_iface steer_ifaces[STEER_MAX_IFACES] SEC(".data.ifaces");
 volatile const struct steer_group steer_groups[STEER_MAX_GROUPS];
 
 /* steer_loop_mark marks the copies and pinned replies Steer itself sends, so the egress program
@@ -134,10 +136,10 @@ static __always_inline int holds(__u32 slot, const union steer_addr *a, const __
 	return c[0] == x[0] && c[1] == x[1];
 }
 
-/* pinned_any tells whether any interface is pinned. A constant to the verifier: in a pod without
- * pinned secondaries it skips learning and steering entirely, which it cannot tell from an opaque
- * slot. No flow can exist then (flows are learned on pinned interfaces only). At run time it
- * stops at the first pinned slot, usually slot 1. */
+/* pinned_any tells whether any interface is pinned: in a pod without pinned secondaries learning
+ * and steering are skipped entirely, which an opaque slot cannot tell. No flow can exist then
+ * (flows are learned on pinned interfaces only). It stops at the first pinned slot, usually
+ * slot 1. */
 static __always_inline int pinned_any(void)
 {
 #pragma unroll

@@ -12,7 +12,7 @@
  * (TestLayoutRecorded tells); adding a map does not change it. A field whose meaning changes takes
  * a new name: upgrades carry entries across layouts field by field, by name
  * (pkg/datapath/convert.go). */
-#define STEER_LAYOUT_THIS 2
+#define STEER_LAYOUT_THIS 3
 
 enum steer_layout {
 #ifdef STEER_NEXT_LAYOUT

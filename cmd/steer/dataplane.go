@@ -14,8 +14,8 @@ func newDataplane(conf *netconf.Conf, log *slog.Logger, spares *datapath.Spares)
 
 // warmDataplane starts, while the apiserver answers and the delegates run, what the pod's
 // dataplane needs that depends on neither: the parse of the BPF object built into the plugin
-// (10-20 ms on a busy node) and the pod's maps. Each ADD is a fresh process: both would
-// otherwise start after the last delegate. The caller closes what it returns (nil: steering off).
+// (10-20 ms on a busy node), the pod's maps and the verification of its TC programs. Each ADD is
+// a fresh process: all would otherwise start after the last delegate. The caller closes what it returns (nil: steering off).
 func warmDataplane(conf *netconf.Conf) *datapath.Spares {
 	if !conf.Steering {
 		return nil

@@ -107,7 +107,7 @@ func TestBpftoolShowsFieldNames(t *testing.T) {
 		{[]string{"prog", "show", "name", "steer_egress"}, "steer_egress"},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.FlowsPin)}, `"peer_mac"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.CountersPin)}, `"packets"`},
-		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.ConfigPin)}, `"steer_ifaces"`},
+		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.IfacesPin)}, `"steer_ifaces"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcFrontendsPin)}, `"service"`},
 		{[]string{"map", "dump", "pinned", filepath.Join(dir, bpffs.SvcCountersPin)}, `"no_backend"`},
 	} {

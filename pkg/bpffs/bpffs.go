@@ -2,7 +2,8 @@
 //
 //	<root>/<container-id>/flows              flow table (map)
 //	<root>/<container-id>/counters           per-CPU counters (map)
-//	<root>/<container-id>/config             load-time configuration (the .rodata map)
+//	<root>/<container-id>/config             load-time constants: groups, loop mark (the .rodata map)
+//	<root>/<container-id>/ifaces             the interface table (the .data.ifaces map, frozen)
 //	<root>/<container-id>/version            which build wrote the pins: {layout, object}
 //	<root>/<container-id>/<map>              any other map, by its name (datapath.PinName)
 //	<root>/<container-id>/svc-*              the Service proxy's maps (Svc*Pin)
@@ -35,6 +36,7 @@ const (
 	FlowsPin    = "flows"
 	CountersPin = "counters"
 	ConfigPin   = "config"
+	IfacesPin   = "ifaces"
 	VersionPin  = "version"
 )
 

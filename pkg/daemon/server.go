@@ -42,7 +42,8 @@ type Server struct {
 	// client that sent headers and no body used to keep its connection for ever.
 	readTimeout time.Duration
 	maxConns    int
-	// spares are the BPF maps of the next steered pod, made ahead of its ADD.
+	// spares are the BPF maps and verified programs of the next steered pod, loaded ahead of
+	// its ADD.
 	spares *datapath.Spares
 }
 

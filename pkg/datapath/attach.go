@@ -34,7 +34,7 @@ type Options struct {
 	// LegacyTC forces clsact + cls_bpf through netlink instead of TCX links, as on kernels
 	// before 6.6. Those filters are owned by the interface, not by a pin.
 	LegacyTC bool
-	// Spares holds maps created ahead for the next pod; nil: each Attach creates its own.
+	// Spares holds a collection loaded ahead for the next pod; nil: each Attach loads its own.
 	Spares *Spares
 }
 
@@ -65,6 +65,8 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 	}
 
 	objs, err := load(cfg, needsXDP(netnsPath, cfg.Interfaces, opts.Ingress), opts.Spares)
+	// The next pod's set is made once this one is attached, not to compete for the CPU with it.
+	defer opts.Spares.refill()
 	if err != nil {
 		return err
 	}

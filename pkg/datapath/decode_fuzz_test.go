@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"net"
 	"net/netip"
 	"reflect"
@@ -182,26 +183,29 @@ var (
 	decGroupSize = binary.Size(steerSteerGroup{})
 )
 
-// decConfigBytes is the config map's value for cfg, as Load writes it.
-func decConfigBytes(t testing.TB, ifaces [MaxInterfaces]steerSteerIface, groups [MaxGroups]steerSteerGroup) []byte {
+// decConfigBytes is the values of the configuration sections for cfg, as Load writes them.
+func decConfigBytes(t testing.TB, ifaces [MaxInterfaces]steerSteerIface, groups [MaxGroups]steerSteerGroup) map[string][]byte {
 	t.Helper()
 	spec, err := parsedSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, ok := spec.Maps[".rodata"]
-	if !ok {
-		t.Fatal("no .rodata in the steer object")
+	values := map[string][]byte{}
+	for _, name := range []string{configMap, ifacesMap} {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			t.Fatalf("no %s in the steer object", name)
+		}
+		values[name] = make([]byte, ms.ValueSize)
 	}
 	l := decLayout(t)
-	raw := make([]byte, ro.ValueSize)
-	if _, err := binary.Encode(raw[l.ifaces:], binary.NativeEndian, ifaces); err != nil {
+	if _, err := binary.Encode(values[l.ifaces.section][l.ifaces.offset:], binary.NativeEndian, ifaces); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := binary.Encode(raw[l.groups:], binary.NativeEndian, groups); err != nil {
+	if _, err := binary.Encode(values[l.groups.section][l.groups.offset:], binary.NativeEndian, groups); err != nil {
 		t.Fatal(err)
 	}
-	return raw
+	return values
 }
 
 func decLayout(t testing.TB) configLayout {
@@ -297,31 +301,48 @@ func TestDecodeConfig(t *testing.T) {
 	})
 
 	t.Run("short value", func(t *testing.T) {
-		raw := decConfigBytes(t, encodeInterfaces(cfg.Interfaces), encodeGroups(cfg))
-		for _, n := range []int{0, int(l.ifaces), int(l.groups) + 1, int(l.groups) + MaxGroups*decGroupSize - 1} {
-			if _, err := decodeConfig(raw[:n], l); err == nil {
-				t.Errorf("%d of %d bytes decoded", n, len(raw))
+		values := decConfigBytes(t, encodeInterfaces(cfg.Interfaces), encodeGroups(cfg))
+		for _, tc := range []struct {
+			at placement
+			n  int
+		}{
+			{l.ifaces, 0}, {l.ifaces, int(l.ifaces.offset) + MaxInterfaces*decIfaceSize - 1},
+			{l.groups, 0}, {l.groups, int(l.groups.offset) + 1}, {l.groups, int(l.groups.offset) + MaxGroups*decGroupSize - 1},
+		} {
+			short := maps.Clone(values)
+			short[tc.at.section] = short[tc.at.section][:tc.n]
+			if _, err := decodeConfig(short, l); err == nil {
+				t.Errorf("%d of %d bytes of %s decoded", tc.n, len(values[tc.at.section]), tc.at.section)
 			}
 		}
-		if _, err := decodeConfig(raw, configLayout{ifaces: ^uint32(0), groups: l.groups}); err == nil {
+		past := l
+		past.ifaces.offset = ^uint32(0)
+		if _, err := decodeConfig(values, past); err == nil {
 			t.Error("offset past the end decoded")
 		}
 	})
 }
 
+// FuzzDecodeConfig decodes the values of the two configuration sections, .rodata and
+// .data.ifaces.
 func FuzzDecodeConfig(f *testing.F) {
 	l := decLayout(f)
+	if l.ifaces.section != ifacesMap || l.groups.section != configMap {
+		f.Fatalf("tables in %s and %s, the corpus has them in %s and %s", l.ifaces.section, l.groups.section, ifacesMap, configMap)
+	}
+	add := func(v map[string][]byte) { f.Add(v[configMap], v[ifacesMap]) }
 	cfg := decConfig()
-	f.Add(decConfigBytes(f, encodeInterfaces(cfg.Interfaces), encodeGroups(cfg)))
+	add(decConfigBytes(f, encodeInterfaces(cfg.Interfaces), encodeGroups(cfg)))
 	one := &Config{Interfaces: cfg.Interfaces[1:2]}
-	f.Add(decConfigBytes(f, encodeInterfaces(one.Interfaces), encodeGroups(one)))
-	f.Add(decConfigBytes(f, [MaxInterfaces]steerSteerIface{}, [MaxGroups]steerSteerGroup{}))
-	f.Add([]byte{})
-	end := max(int(l.ifaces)+MaxInterfaces*decIfaceSize, int(l.groups)+MaxGroups*decGroupSize)
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, err := decodeConfig(raw, l)
-		if (err != nil) != (len(raw) < end) {
-			t.Fatalf("%d-byte value (tables end at %d): error %v", len(raw), end, err)
+	add(decConfigBytes(f, encodeInterfaces(one.Interfaces), encodeGroups(one)))
+	add(decConfigBytes(f, [MaxInterfaces]steerSteerIface{}, [MaxGroups]steerSteerGroup{}))
+	f.Add([]byte{}, []byte{})
+	tableEnd := int(l.ifaces.offset) + MaxInterfaces*decIfaceSize
+	groupsEnd := int(l.groups.offset) + MaxGroups*decGroupSize
+	f.Fuzz(func(t *testing.T, constants, table []byte) {
+		got, err := decodeConfig(map[string][]byte{configMap: constants, ifacesMap: table}, l)
+		if (err != nil) != (len(table) < tableEnd || len(constants) < groupsEnd) {
+			t.Fatalf("%d-byte interface table (ends at %d), %d-byte constants (groups end at %d): error %v", len(table), tableEnd, len(constants), groupsEnd, err)
 		}
 		if err != nil {
 			return
@@ -332,7 +353,7 @@ func FuzzDecodeConfig(f *testing.F) {
 			if name != "" {
 				names[name] = true
 			}
-			if binary.NativeEndian.Uint32(raw[int(l.ifaces)+slot*decIfaceSize:]) != 0 {
+			if binary.NativeEndian.Uint32(table[int(l.ifaces.offset)+slot*decIfaceSize:]) != 0 {
 				used++
 			}
 		}

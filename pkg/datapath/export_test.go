@@ -31,40 +31,64 @@ func Refused(o *Object, name string) *Object {
 	return &Object{spec: spec, Version: Version{Layout: o.Version.Layout, Object: o.Version.Object ^ 1}}
 }
 
-// WaitSpare makes s's next set of maps and waits until it is ready, returning the maps' IDs by
-// map name.
-func WaitSpare(t testing.TB, s *Spares) map[string]ebpf.MapID {
+// SpareIDs are the IDs of a ready set's maps and programs, by name in the object.
+type SpareIDs struct {
+	Maps     map[string]ebpf.MapID
+	Programs map[string]ebpf.ProgramID
+}
+
+// WaitSpare makes s's next ready set and waits until it is ready, returning its IDs.
+func WaitSpare(t testing.TB, s *Spares) SpareIDs {
 	t.Helper()
 	s.refill()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
-		maps := s.maps
-		ids := map[string]ebpf.MapID{}
-		for name, m := range maps {
-			info, err := m.Info()
-			if err != nil {
-				s.mu.Unlock()
-				t.Fatal(err)
+		r := s.ready
+		ids := SpareIDs{Maps: map[string]ebpf.MapID{}, Programs: map[string]ebpf.ProgramID{}}
+		if r != nil {
+			for name, m := range r.maps {
+				info, err := m.Info()
+				if err != nil {
+					s.mu.Unlock()
+					t.Fatal(err)
+				}
+				ids.Maps[name], _ = info.ID()
 			}
-			ids[name], _ = info.ID()
+			for name, p := range r.programs {
+				info, err := p.Info()
+				if err != nil {
+					s.mu.Unlock()
+					t.Fatal(err)
+				}
+				ids.Programs[name], _ = info.ID()
+			}
 		}
 		s.mu.Unlock()
-		if maps != nil {
+		if r != nil {
 			return ids
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("no spare maps after 10s")
-	return nil
+	t.Fatal("no ready set after 10s")
+	return SpareIDs{}
 }
+
+// IsDataSection tells the maps of the object that are not pinned.
+var IsDataSection = isDataSection
+
+// Names of the configuration maps in the object.
+const (
+	ConfigMap = configMap
+	IfacesMap = ifacesMap
+)
 
 // FlowsMap is the name of the flow table in the object.
 const FlowsMap = flowsMap
 
-// SpareState tells whether s holds a ready set of maps, and whether one is being made.
+// SpareState tells whether s holds a ready set, and whether one is being made.
 func SpareState(s *Spares) (ready, making bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.maps != nil, s.making
+	return s.ready != nil, s.making
 }

@@ -106,7 +106,7 @@ func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 	}
 	// Layouts are told by the version; a size that differs (pins mid-upgrade) is told anyway.
 	foreign := v.Layout != obj.Version.Layout
-	cfg, err := readConfig(filepath.Join(dir, bpffs.ConfigPin), foreign)
+	cfg, err := readConfig(dir, foreign)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func ReadPinned(layout bpffs.Layout, containerID string) (*State, error) {
 // readPinnedConfig rebuilds the Config a container's programs were loaded with, from pins of
 // any build: what an upgrade loads the new programs with.
 func readPinnedConfig(dir string) (Config, error) {
-	pc, err := readConfig(filepath.Join(dir, bpffs.ConfigPin), true)
+	pc, err := readConfig(dir, true)
 	if err != nil {
 		return Config{}, err
 	}
@@ -185,77 +185,104 @@ type podConfig struct {
 	loopMark   uint32
 }
 
-// configLayout is where the tables sit in the config map's value (.rodata).
+// configLayout is where the tables sit: each in a section (the config map's value, .rodata, or
+// the interface table's, .data.ifaces) at an offset.
 type configLayout struct {
-	ifaces, groups, loopMark uint32
+	ifaces, groups, loopMark placement
 }
 
-// embeddedConfigLayout returns the offsets of the embedded object, which wrote the pins.
+type placement struct {
+	section string
+	offset  uint32
+}
+
+// embeddedConfigLayout returns the places of the embedded object, which wrote the pins.
 func embeddedConfigLayout() (configLayout, error) {
 	spec, err := parsedSpec() // read only
 	if err != nil {
 		return configLayout{}, err
 	}
 	var l configLayout
-	for name, off := range map[string]*uint32{steerVarSteerIfaces: &l.ifaces, steerVarSteerGroups: &l.groups, steerVarSteerLoopMark: &l.loopMark} {
+	for name, p := range map[string]*placement{steerVarSteerIfaces: &l.ifaces, steerVarSteerGroups: &l.groups, steerVarSteerLoopMark: &l.loopMark} {
 		vs, ok := spec.Variables[name]
 		if !ok || vs == nil {
 			return configLayout{}, fmt.Errorf("steer object has no variable %s", name)
 		}
-		*off = vs.Offset
+		*p = placement{vs.SectionName, vs.Offset}
 	}
 	return l, nil
 }
 
-func readConfig(path string, foreign bool) (podConfig, error) {
-	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return podConfig{}, fmt.Errorf("open config: %w", err)
-	}
-	defer m.Close()
+// readConfig reads the configuration of the pod pinned in dir, laid out as this build's.
+func readConfig(dir string, foreign bool) (podConfig, error) {
 	layout, err := embeddedConfigLayout()
 	if err != nil {
 		return podConfig{}, err
 	}
+	constants, err := readSection(filepath.Join(dir, bpffs.ConfigPin), configMap, foreign)
+	if err != nil {
+		return podConfig{}, fmt.Errorf("config: %w", err)
+	}
+	table, err := readSection(filepath.Join(dir, bpffs.IfacesPin), ifacesMap, foreign)
+	if errors.Is(err, os.ErrNotExist) {
+		// Layouts before 3 kept the interface table in config: carried across by its name.
+		table, err = readSection(filepath.Join(dir, bpffs.ConfigPin), ifacesMap, true)
+	}
+	if err != nil {
+		return podConfig{}, fmt.Errorf("interface table: %w", err)
+	}
+	return decodeConfig(map[string][]byte{configMap: constants, ifacesMap: table}, layout)
+}
+
+// readSection reads the value of the pinned data section at path as this build's section name
+// lays it out.
+func readSection(path, name string, foreign bool) ([]byte, error) {
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	defer m.Close()
 	raw := make([]byte, m.ValueSize())
 	if err := m.Lookup(uint32(0), &raw); err != nil {
-		return podConfig{}, fmt.Errorf("read config: %w", err)
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	conv, err := converter(m, configMap, foreign)
+	conv, err := converter(m, name, foreign)
 	if err != nil {
-		return podConfig{}, fmt.Errorf("config of another layout: %w", err)
+		return nil, fmt.Errorf("of another layout: %w", err)
 	}
 	if conv != nil {
 		if _, raw, err = conv(nil, raw); err != nil {
-			return podConfig{}, fmt.Errorf("config of another layout: %w", err)
+			return nil, fmt.Errorf("of another layout: %w", err)
 		}
 	}
-	return decodeConfig(raw, layout)
+	return raw, nil
 }
 
-// decodeConfig decodes the value of a pod's config map (its .rodata) laid out as l. It fails
-// only when raw is too short to hold the tables; bad entries are marked, see decodeGroup.
-func decodeConfig(raw []byte, l configLayout) (podConfig, error) {
+// decodeConfig decodes a pod's configuration from the values of its sections, by section name,
+// laid out as l. It fails only when a value is too short to hold its table; bad entries are
+// marked, see decodeGroup.
+func decodeConfig(values map[string][]byte, l configLayout) (podConfig, error) {
 	var (
 		ifaces [MaxInterfaces]steerSteerIface
 		groups [MaxGroups]steerSteerGroup
 	)
 	for _, t := range []struct {
 		name string
-		off  uint32
+		at   placement
 		dst  any
 	}{{"interfaces", l.ifaces, &ifaces}, {"groups", l.groups, &groups}} {
+		raw := values[t.at.section]
 		// Checked here: slicing past the end panics, and binary.Decode reports a short buffer.
-		if uint64(t.off) > uint64(len(raw)) {
-			return podConfig{}, fmt.Errorf("decode config: %s at offset %d, past the end of a %d-byte value", t.name, t.off, len(raw))
+		if uint64(t.at.offset) > uint64(len(raw)) {
+			return podConfig{}, fmt.Errorf("decode config: %s at offset %d, past the end of a %d-byte %s", t.name, t.at.offset, len(raw), t.at.section)
 		}
-		if _, err := binary.Decode(raw[t.off:], binary.NativeEndian, t.dst); err != nil {
-			return podConfig{}, fmt.Errorf("decode config: %s at offset %d of a %d-byte value: %w", t.name, t.off, len(raw), err)
+		if _, err := binary.Decode(raw[t.at.offset:], binary.NativeEndian, t.dst); err != nil {
+			return podConfig{}, fmt.Errorf("decode config: %s at offset %d of a %d-byte %s: %w", t.name, t.at.offset, len(raw), t.at.section, err)
 		}
 	}
 	c := decodeConfigEntries(&ifaces, &groups)
-	if uint64(l.loopMark)+4 <= uint64(len(raw)) {
-		c.loopMark = binary.NativeEndian.Uint32(raw[l.loopMark:])
+	if raw := values[l.loopMark.section]; uint64(l.loopMark.offset)+4 <= uint64(len(raw)) {
+		c.loopMark = binary.NativeEndian.Uint32(raw[l.loopMark.offset:])
 	}
 	return c, nil
 }

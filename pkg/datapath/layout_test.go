@@ -128,7 +128,7 @@ func sortedKeys(m map[string]string) []string {
 
 // TestPinNames: the pins bpffs names are the ones the maps of the object pin as.
 func TestPinNames(t *testing.T) {
-	for name, pin := range map[string]string{"steer_flows": bpffs.FlowsPin, "steer_counters": bpffs.CountersPin, ".rodata": bpffs.ConfigPin, "steer_version": bpffs.VersionPin, "steer_svc_conns": "svc-conns"} {
+	for name, pin := range map[string]string{"steer_flows": bpffs.FlowsPin, "steer_counters": bpffs.CountersPin, ".rodata": bpffs.ConfigPin, "steer_version": bpffs.VersionPin, ".data.ifaces": bpffs.IfacesPin, "steer_svc_conns": "svc-conns"} {
 		if got := PinName(name); got != pin {
 			t.Errorf("map %s pins as %s, want %s", name, got, pin)
 		}
@@ -137,7 +137,7 @@ func TestPinNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{flowsMap, "steer_counters", configMap, versionMap} {
+	for _, name := range []string{flowsMap, "steer_counters", configMap, ifacesMap, versionMap} {
 		if obj.spec.Maps[name] == nil {
 			t.Errorf("the object has no map %s", name)
 		}

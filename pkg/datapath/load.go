@@ -10,11 +10,12 @@ import (
 
 // Objects is one pod's loaded collection.
 type Objects struct {
-	// Programs and maps only: the variables are folded into Config at load (foldVariables).
+	// Programs and maps only: the variables are folded into the configuration maps at load
+	// (foldVariables).
 	steerPrograms
 	steerMaps
-	// Config is the .rodata map holding the load-time configuration, pinned for inspection.
-	Config *ebpf.Map
+	// config holds the configuration maps (.rodata, .data.ifaces), pinned for inspection.
+	config map[string]*ebpf.Map
 	pins   map[string]*ebpf.Map // every map Attach pins, by pin name; the same values as above
 	proxy  *serviceMaps         // loaded by ProgramServices; nil until then
 }
@@ -24,7 +25,8 @@ func (o *Objects) Close() error {
 	if o.proxy != nil {
 		closeProxyMaps(o.proxy)
 	}
-	return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close(), o.Config.Close())
+	closeMapSet(o.config)
+	return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close())
 }
 
 // Load loads the programs and maps for cfg from this binary's object. The caller closes the
@@ -32,7 +34,8 @@ func (o *Objects) Close() error {
 func Load(cfg Config) (*Objects, error) { return load(cfg, true, nil) }
 
 // load is Load, leaving the XDP program out unless xdp: most pods learn with TC only, and the
-// XDP program's verification is a tenth of the load. It uses the spare maps that fit, if any.
+// XDP program's verification is a tenth of the load. It builds on the ready set of spares when
+// one fits.
 func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
@@ -48,17 +51,19 @@ func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 	if !xdp {
 		delete(spec.Programs, steerProgSteerIngressXdp)
 	}
-	spare := spares.take(&cfg)
-	coll, err := newCollection(spec, spare)
-	closeMapSet(spare) // the collection holds its own references
-	spares.refill()    // now that this pod's programs no longer compete for the CPU
+	coll, err := spares.take(&cfg).collection(spec)
 	if err != nil {
 		return nil, err
 	}
 	defer coll.Close()
+	if err := freezeInterfaces(coll); err != nil {
+		return nil, err
+	}
 
-	objs := &Objects{pins: pinsOf(coll)}
-	objs.Config = coll.DetachMap(configMap)
+	objs := &Objects{pins: pinsOf(coll), config: map[string]*ebpf.Map{}}
+	for _, name := range []string{configMap, ifacesMap} {
+		objs.config[name] = coll.DetachMap(name)
+	}
 	if xdp {
 		err = coll.Assign(&objs.steerPrograms)
 	} else {
@@ -70,10 +75,25 @@ func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 	err = errors.Join(err, coll.Assign(&objs.steerMaps))
 	if err != nil {
 		_ = objs.steerPrograms.Close()
-		objs.Config.Close()
+		closeMapSet(objs.config)
 		return nil, fmt.Errorf("assign steer objects: %w", err)
 	}
 	return objs, nil
+}
+
+// freezeInterfaces freezes the interface table of a collection just loaded, once written: the
+// programs take it for the pod's configuration, which nothing changes but a new load. A table
+// the programs read and userspace could rewrite would let the pin disagree with what steerd
+// believes the pod runs. Collections of older builds (the table in .rodata) have none.
+func freezeInterfaces(coll *ebpf.Collection) error {
+	m := coll.Maps[ifacesMap]
+	if m == nil {
+		return nil
+	}
+	if err := m.Freeze(); err != nil {
+		return fmt.Errorf("freeze the interface table: %w", err)
+	}
+	return nil
 }
 
 // newCollection loads spec, printing the verifier's log when it refuses a program. The maps

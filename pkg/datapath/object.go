@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/steernet/steer/pkg/bpffs"
 )
 
 // Object is one build of bpf/steer.c: what Attach loads for new pods (Embedded, this binary's)
@@ -74,6 +76,7 @@ const (
 	versionMap = "steer_version"
 	flowsMap   = "steer_flows"
 	configMap  = ".rodata"
+	ifacesMap  = ".data.ifaces" // the interface table (bpf/lib/config.h)
 )
 
 // isDataSection tells the maps of the programs' global variables that are not pinned: their
@@ -82,11 +85,15 @@ func isDataSection(name string) bool { return name == ".bss" || name == ".data" 
 
 // PinName is the pin of an object's map under the container's directory: its name without the
 // "steer_" prefix and with hyphens for underscores ("steer_flows" pins as "flows",
-// "steer_svc_conns" as "svc-conns"), and the load-time configuration as "config". A map added
-// to bpf/ is pinned, upgraded and removed on DEL under this rule with no code.
+// "steer_svc_conns" as "svc-conns"), the load-time constants as "config" and the interface
+// table as "ifaces". A map added to bpf/ is pinned, upgraded and removed on DEL under this rule
+// with no code.
 func PinName(mapName string) string {
-	if mapName == configMap {
-		return "config"
+	switch mapName {
+	case configMap:
+		return bpffs.ConfigPin
+	case ifacesMap:
+		return bpffs.IfacesPin
 	}
 	return strings.ReplaceAll(strings.TrimPrefix(mapName, "steer_"), "_", "-")
 }

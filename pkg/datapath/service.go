@@ -137,8 +137,21 @@ func readLoopMark(path string) (uint32, error) {
 	return binary.NativeEndian.Uint32(raw[vs.Offset:]), nil
 }
 
-// parsedSvcSpec parses the proxy's object once per process.
-var parsedSvcSpec = sync.OnceValues(loadSvc)
+// parsedSvcSpec parses the proxy's object once per process. It leaves out the interface table
+// the shared headers declare: the proxy reads none, and would create an empty one per load.
+var parsedSvcSpec = sync.OnceValues(func() (*ebpf.CollectionSpec, error) {
+	spec, err := loadSvc()
+	if err != nil {
+		return nil, err
+	}
+	delete(spec.Maps, ifacesMap)
+	for name, v := range spec.Variables {
+		if v.SectionName == ifacesMap {
+			delete(spec.Variables, name)
+		}
+	}
+	return spec, nil
+})
 
 // loadProxy loads the proxy's programs over m's maps, creating the proxy's maps m lacks, and
 // puts the programs in the pod's tail-call array. loopMark is the pod's (0: the default). The
@@ -326,7 +339,7 @@ func (s Services) Program(containerID string, entries []service.Entry) error {
 	}
 	programMu.Lock() // one writer of a pod's maps and pins at a time
 	defer programMu.Unlock()
-	cfg, err := readConfig(filepath.Join(dir, bpffs.ConfigPin), true)
+	cfg, err := readConfig(dir, true)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("container %s: %w", containerID, service.ErrNoDatapath)
 	}

@@ -1,15 +1,17 @@
 package datapath_test
 
 import (
+	"net/netip"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/bpffs"
 	"github.com/steernet/steer/pkg/datapath"
 )
 
@@ -36,9 +38,11 @@ func sparesPod(t *testing.T) (ns.NetNS, datapath.Config) {
 	return pod, cfg
 }
 
-// A pod attached with spares ready uses those very maps, and the next set is made for the pod
-// after it; a pod whose flow table is not the default size makes its own and leaves the spares.
-// Closing the spares frees them.
+// A pod attached with a ready set uses its very maps and programs, with its interface table
+// written and frozen, and the next set is made for the pod after it. A pod with multicast
+// groups (other constants) uses the set's maps but verifies programs of its own. A pod whose
+// flow table is not the default size loads its own collection and leaves the set. Closing the
+// spares frees them.
 func TestSparesServeTheNextPod(t *testing.T) {
 	pod, cfg := sparesPod(t)
 	spares := &datapath.Spares{}
@@ -46,18 +50,22 @@ func TestSparesServeTheNextPod(t *testing.T) {
 	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
 	first := datapath.WaitSpare(t, spares)
 
-	pinnedIDs := func(cid string) map[string]ebpf.MapID {
+	dirOf := func(cid string) string {
 		t.Helper()
 		dir, err := opts.Layout.Dir(cid)
 		if err != nil {
 			t.Fatal(err)
 		}
+		return dir
+	}
+	pinnedIDs := func(cid string) map[string]ebpf.MapID {
+		t.Helper()
 		ids := map[string]ebpf.MapID{}
-		for name := range first {
-			if strings.HasPrefix(name, ".") {
-				continue // a data section (.bss): not pinned
+		for name := range first.Maps {
+			if datapath.IsDataSection(name) {
+				continue // not pinned
 			}
-			m, err := ebpf.LoadPinnedMap(filepath.Join(dir, datapath.PinName(name)), nil)
+			m, err := ebpf.LoadPinnedMap(filepath.Join(dirOf(cid), datapath.PinName(name)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,6 +78,27 @@ func TestSparesServeTheNextPod(t *testing.T) {
 		}
 		return ids
 	}
+	// attachedPrograms are the IDs of the programs the pod's egress and ingress links run.
+	attachedPrograms := func(cid string) map[string]ebpf.ProgramID {
+		t.Helper()
+		ids := map[string]ebpf.ProgramID{}
+		for prog, pin := range map[string]string{
+			"steer_egress":  bpffs.LinkPin("eth0", bpffs.HookEgress),
+			"steer_ingress": bpffs.LinkPin("net1", bpffs.HookIngress),
+		} {
+			l, err := link.LoadPinnedLink(filepath.Join(dirOf(cid), pin), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := l.Info()
+			l.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[prog] = info.Program
+		}
+		return ids
+	}
 
 	const cid = "spares"
 	if err := datapath.Attach(pod.Path(), cid, cfg, opts); err != nil {
@@ -78,25 +107,66 @@ func TestSparesServeTheNextPod(t *testing.T) {
 	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cid, opts) })
 	got := pinnedIDs(cid)
 	if len(got) == 0 {
-		t.Fatal("no pinned map among the spares")
+		t.Fatal("no pinned map in the ready set")
 	}
 	for name, id := range got {
-		if id != first[name] {
-			t.Errorf("pinned %s is map %d, want the spare %d", name, id, first[name])
+		if id != first.Maps[name] {
+			t.Errorf("pinned %s is map %d, want the ready set's %d", name, id, first.Maps[name])
 		}
 	}
-	if _, err := datapath.ReadPinned(opts.Layout, cid); err != nil {
-		t.Errorf("read the pod's pins: %v", err)
+	for name, id := range attachedPrograms(cid) {
+		if id != first.Programs[name] {
+			t.Errorf("attached %s is program %d, want the ready set's %d", name, id, first.Programs[name])
+		}
+	}
+	st, err := datapath.ReadPinned(opts.Layout, cid)
+	if err != nil {
+		t.Fatalf("read the pod's pins: %v", err)
+	}
+	if len(st.Interfaces) != 2 || st.Interfaces[0].Name != "eth0" || st.Interfaces[1].Name != "net1" || !st.Interfaces[1].Pin {
+		t.Errorf("pinned interfaces %+v, want the pod's eth0 and pinned net1", st.Interfaces)
+	}
+	table, err := ebpf.LoadPinnedMap(filepath.Join(dirOf(cid), bpffs.IfacesPin), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Close()
+	if err := table.Update(uint32(0), make([]byte, table.ValueSize()), ebpf.UpdateAny); err == nil {
+		t.Error("the pod's interface table was rewritten through its pin: want it frozen")
 	}
 
 	second := datapath.WaitSpare(t, spares)
-	for name, id := range second {
-		if id == first[name] {
-			t.Errorf("the next spare %s is the map the pod took (%d)", name, id)
+	for name, id := range second.Maps {
+		if id == first.Maps[name] {
+			t.Errorf("the next ready %s is the map the pod took (%d)", name, id)
 		}
 	}
 
-	// A flow table of another size: the spares do not fit, and stay for the next pod.
+	// Multicast groups: the programs are verified for them, on the set's maps.
+	grouped := cfg
+	grouped.Groups = []datapath.Group{{Prefix: netip.MustParsePrefix("239.0.2.0/24"), Interfaces: []string{"net1"}}}
+	const cidGroups = "spares-groups"
+	if err := datapath.Attach(pod.Path(), cidGroups, grouped, opts); err != nil {
+		t.Fatalf("attach with groups: %+v", err)
+	}
+	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cidGroups, opts) })
+	for name, id := range pinnedIDs(cidGroups) {
+		configuration := name == datapath.ConfigMap || name == datapath.IfacesMap
+		if configuration == (id == second.Maps[name]) {
+			t.Errorf("pod with groups: pinned %s is map %d, the ready set's is %d; want the set's maps but its own configuration", name, id, second.Maps[name])
+		}
+	}
+	for name, id := range attachedPrograms(cidGroups) {
+		if id == second.Programs[name] {
+			t.Errorf("pod with groups runs the ready set's %s, verified without them", name)
+		}
+	}
+	if st, err := datapath.ReadPinned(opts.Layout, cidGroups); err != nil || len(st.Groups) != 1 || len(st.Interfaces) != 2 {
+		t.Errorf("pins of the pod with groups: %+v, %v", st, err)
+	}
+
+	// A flow table of another size: the set does not fit, and stays for the next pod.
+	third := datapath.WaitSpare(t, spares)
 	other := cfg
 	other.FlowEntries = 2 * datapath.DefaultFlowEntries
 	const cid2 = "spares-other"
@@ -105,12 +175,12 @@ func TestSparesServeTheNextPod(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cid2, opts) })
 	for name, id := range pinnedIDs(cid2) {
-		if id == second[name] {
-			t.Errorf("a pod with %d flows took the spare %s", other.FlowEntries, name)
+		if id == third.Maps[name] {
+			t.Errorf("a pod with %d flows took the ready %s", other.FlowEntries, name)
 		}
 	}
-	if again := datapath.WaitSpare(t, spares); again[datapath.FlowsMap] != second[datapath.FlowsMap] {
-		t.Errorf("spare flow table %d replaced by %d, want it kept", second[datapath.FlowsMap], again[datapath.FlowsMap])
+	if again := datapath.WaitSpare(t, spares); again.Maps[datapath.FlowsMap] != third.Maps[datapath.FlowsMap] {
+		t.Errorf("ready flow table %d replaced by %d, want it kept", third.Maps[datapath.FlowsMap], again.Maps[datapath.FlowsMap])
 	}
 
 	// A map's ID goes with its last reference. A program array's last reference is dropped by a
@@ -119,7 +189,7 @@ func TestSparesServeTheNextPod(t *testing.T) {
 	left := map[string]ebpf.MapID{}
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		clear(left)
-		for name, id := range second {
+		for name, id := range third.Maps {
 			if m, err := ebpf.NewMapFromID(id); err == nil {
 				if m.Type() != ebpf.ProgramArray {
 					left[name] = id
@@ -127,12 +197,18 @@ func TestSparesServeTheNextPod(t *testing.T) {
 				m.Close()
 			}
 		}
+		for name, id := range third.Programs {
+			if p, err := ebpf.NewProgramFromID(id); err == nil {
+				left[name] = ebpf.MapID(id)
+				p.Close()
+			}
+		}
 		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
 	for name, id := range left {
-		t.Errorf("spare %s (map %d) still exists after Close", name, id)
+		t.Errorf("ready %s (id %d) still exists after Close", name, id)
 	}
 }
 

@@ -104,7 +104,7 @@ const (
 type steerSteerLayout uint32
 
 const (
-	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 2
+	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 3
 )
 
 type steerSteerLimits uint32

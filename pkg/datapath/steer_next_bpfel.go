@@ -105,7 +105,7 @@ const (
 type steerSteerLayout uint32
 
 const (
-	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 3
+	steerSteerLayoutSTEER_LAYOUT steerSteerLayout = 4
 )
 
 type steerSteerLimits uint32

@@ -83,6 +83,9 @@ func Upgrade(netnsPath, containerID string, obj *Object, opts Options) (Upgraded
 		return u, fmt.Errorf("programs stay at %s: %w", u.From, err)
 	}
 	defer coll.Close()
+	if err := freezeInterfaces(coll); err != nil {
+		return u, fmt.Errorf("programs stay at %s: %w", u.From, err)
+	}
 	if err := plan.migrate(coll, spec); err != nil {
 		return u, fmt.Errorf("programs stay at %s: %w", u.From, err)
 	}
@@ -141,7 +144,7 @@ type mapPlan struct {
 func planMaps(dir string, spec *ebpf.CollectionSpec, live map[string][]*ebpf.Map) (*mapPlan, error) {
 	p := &mapPlan{keep: map[string]*ebpf.Map{}, sources: map[string][]*ebpf.Map{}}
 	for name, ms := range spec.Maps {
-		if name == configMap || name == versionMap {
+		if name == configMap || name == ifacesMap || name == versionMap {
 			continue // rebuilt from the pod's configuration and the object
 		}
 		var pinID ebpf.MapID

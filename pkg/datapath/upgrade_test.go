@@ -190,7 +190,7 @@ func (rp *routedPod) expectAt(t *testing.T, v datapath.Version, flows bool) {
 	for _, e := range entries {
 		pins = append(pins, e.Name())
 	}
-	maps := []string{bpffs.FlowsPin, bpffs.CountersPin, bpffs.ConfigPin, bpffs.VersionPin,
+	maps := []string{bpffs.FlowsPin, bpffs.CountersPin, bpffs.ConfigPin, bpffs.IfacesPin, bpffs.VersionPin,
 		bpffs.SvcStatePin, bpffs.SvcFrontendsPin, bpffs.SvcBackendAddrsPin, bpffs.SvcProgsPin}
 	for _, want := range maps {
 		if !slices.Contains(pins, want) {
