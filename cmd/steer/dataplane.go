@@ -12,10 +12,11 @@ func newDataplane(conf *netconf.Conf, log *slog.Logger, spares *datapath.Spares)
 	return steering.ForConf(conf, log, spares)
 }
 
-// warmDataplane starts, while the apiserver answers and the delegates run, what the pod's
-// dataplane needs that depends on neither: the parse of the BPF object built into the plugin
-// (10-20 ms on a busy node), the pod's maps and the verification of its TC programs. Each ADD is
-// a fresh process: all would otherwise start after the last delegate. The caller closes what it returns (nil: steering off).
+// warmDataplane returns what lets the pod's dataplane start, once the engine knows the pod has
+// secondaries and while the delegates run, what depends on none of their results: the parse of
+// the BPF object built into the plugin (10-20 ms on a busy node), the pod's maps and the
+// verification of its TC programs. Each ADD is a fresh process: all would otherwise start after
+// the last delegate. The caller closes what it returns (nil: steering off).
 func warmDataplane(conf *netconf.Conf) *datapath.Spares {
 	if !conf.Steering {
 		return nil

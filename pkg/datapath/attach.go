@@ -66,7 +66,7 @@ func Attach(netnsPath, containerID string, cfg Config, opts Options) (err error)
 
 	objs, err := load(cfg, needsXDP(netnsPath, cfg.Interfaces, opts.Ingress), opts.Spares)
 	// The next pod's set is made once this one is attached, not to compete for the CPU with it.
-	defer opts.Spares.refill()
+	defer opts.Spares.attached()
 	if err != nil {
 		return err
 	}

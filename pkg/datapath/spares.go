@@ -3,9 +3,11 @@ package datapath
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Spares keeps one pod's collection loaded ahead of its ADD, in a process that attaches pod
@@ -39,14 +41,14 @@ type readySet struct {
 	constants []byte // the .rodata the programs were verified with
 }
 
-// SparesForOnePod starts loading, in the background, the collection of the one pod a process
-// attaches: the thin plugin, while the apiserver answers and the pod's delegates run (which
-// also parses the object built into the binary). The caller closes it.
-func SparesForOnePod() *Spares {
-	s := &Spares{onePod: true}
-	s.refill()
-	return s
-}
+// SparesForOnePod returns the spares of the one pod a process attaches: the thin plugin, which
+// calls Start once it knows the pod has secondaries, to load the pod's collection (and parse the
+// object built into the binary) while the apiserver answers and the delegates run. Its Attach
+// waits for that set. The caller closes it.
+func SparesForOnePod() *Spares { return &Spares{onePod: true} }
+
+// Start makes a set in the background unless one is ready or being made.
+func (s *Spares) Start() { s.refill() }
 
 // take returns the ready set for cfg, or nil when none is ready or it does not fit cfg's flow
 // table. The caller owns it.
@@ -67,6 +69,14 @@ func (s *Spares) take(cfg *Config) *readySet {
 	return r
 }
 
+// attached has the next set made once a pod is attached, in a process that attaches pod after
+// pod.
+func (s *Spares) attached() {
+	if s != nil && !s.onePod {
+		s.refill()
+	}
+}
+
 // refill makes the next set in the background unless one is ready or being made, or the
 // process attaches only one pod and made its set.
 func (s *Spares) refill() {
@@ -80,8 +90,12 @@ func (s *Spares) refill() {
 	}
 	s.making = true
 	s.made = make(chan struct{})
+	load := loadWhenIdle
+	if s.onePod {
+		load = func(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) { return newCollection(spec, nil) }
+	}
 	go func() {
-		r, err := makeReadySet()
+		r, err := makeReadySet(load)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.making = false
@@ -106,9 +120,10 @@ func (s *Spares) Close() {
 	s.ready = nil
 }
 
-// makeReadySet loads the embedded object's collection as load would for a pod with no groups,
-// the default loop mark and flow table, and no XDP, leaving its interface table unwritten.
-func makeReadySet() (*readySet, error) {
+// makeReadySet loads, with load, the embedded object's collection as Attach would for a pod with
+// no groups, the default loop mark and flow table, and no XDP, leaving its interface table
+// unwritten.
+func makeReadySet(load func(*ebpf.CollectionSpec) (*ebpf.Collection, error)) (*readySet, error) {
 	obj, err := Embedded()
 	if err != nil {
 		return nil, err
@@ -122,11 +137,32 @@ func makeReadySet() (*readySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, err := newCollection(spec, nil)
+	coll, err := load(spec)
 	if err != nil {
 		return nil, err
 	}
 	return &readySet{maps: coll.Maps, programs: coll.Programs, constants: constants}, nil
+}
+
+// loadWhenIdle loads spec on an OS thread of its own scheduled SCHED_IDLE, for a pod to come:
+// the verifier (most of a load, in the kernel on the calling thread) then runs only on CPU time
+// nothing else on the node wants, so making the next set never delays the ADD that just ended,
+// the next one, or the pods. The thread ends with its goroutine, its policy with it.
+func loadWhenIdle(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+	type loaded struct {
+		coll *ebpf.Collection
+		err  error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		// Best effort: without it the set is made at the normal priority.
+		_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+		coll, err := ebpf.NewCollection(spec)
+		done <- loaded{coll, err}
+	}()
+	l := <-done
+	return l.coll, l.err
 }
 
 // collection returns spec's collection built on r: r itself, its interface table written,

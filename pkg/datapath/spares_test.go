@@ -212,12 +212,17 @@ func TestSparesServeTheNextPod(t *testing.T) {
 	}
 }
 
-// The thin plugin's spares: made while the pod's delegates run, taken by its Attach (which waits
-// for them when they are not ready yet), and no other set made after.
+// The thin plugin's spares: nothing is made until Start (a pod without secondaries never
+// starts them); then the set is loaded while the pod's delegates run, taken by its Attach (which
+// waits for it when it is not ready yet), and no other set is made after.
 func TestSparesForOnePod(t *testing.T) {
 	pod, cfg := sparesPod(t)
 	spares := datapath.SparesForOnePod()
 	t.Cleanup(spares.Close)
+	if ready, making := datapath.SpareState(spares); ready || making {
+		t.Fatalf("before Start: a set ready %t, being made %t; want none", ready, making)
+	}
+	spares.Start()
 	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
 	const cid = "spares-one-pod"
 	if err := datapath.Attach(pod.Path(), cid, cfg, opts); err != nil {

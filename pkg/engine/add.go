@@ -17,6 +17,7 @@ import (
 	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/pkg/k8s"
 	"github.com/steernet/steer/pkg/netconf"
+	"github.com/steernet/steer/pkg/steering"
 )
 
 // Add attaches the pod to all its networks and returns the cluster network's result (see
@@ -108,6 +109,9 @@ func (e *Engine) attach(ctx context.Context, r *request, pod *k8s.Pod, atts []*a
 		}
 	}()
 
+	if p, ok := e.dp.(steering.Preparer); ok {
+		p.Prepare(dataplaneAttachments(atts))
+	}
 	for _, a := range atts {
 		// Cached before it runs: if we die half-way, DEL still knows about it.
 		entry.Attachments = append(entry.Attachments, cachedAttachment{

@@ -40,15 +40,26 @@ func TestAddOrderNamesCacheStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clusterplugin ADD eth0", "dflt ADD net1", "macvlan ADD net2", "macvlan ADD custom", "tuning ADD custom", "ipvlan ADD net4", "steering ATTACH "}
+	want := []string{"steering PREPARE ", "clusterplugin ADD eth0", "dflt ADD net1", "macvlan ADD net2", "macvlan ADD custom", "tuning ADD custom", "ipvlan ADD net4", "steering ATTACH "}
 	if got := e.exec.seq(""); !slices.Equal(got, want) {
 		t.Errorf("calls:\n got %v\nwant %v", got, want)
+	}
+	// The dataplane is prepared with the plan, before any delegate runs: no results yet.
+	var prepared []string
+	for _, a := range e.dp.prepared {
+		prepared = append(prepared, a.IfName)
+		if a.Result != nil {
+			t.Errorf("prepared %s with a result", a.IfName)
+		}
+	}
+	if !slices.Equal(prepared, []string{"eth0", "net1", "net2", "custom", "net4"}) {
+		t.Errorf("prepared with %v", prepared)
 	}
 
 	// Capabilities reach the right delegate only.
 	stdin := func(i int) map[string]any {
 		var m map[string]any
-		_ = json.Unmarshal(e.exec.calls[i].Stdin, &m)
+		_ = json.Unmarshal(e.exec.calls[1+i].Stdin, &m) // after PREPARE
 		rc, _ := m["runtimeConfig"].(map[string]any)
 		return rc
 	}

@@ -189,6 +189,12 @@ type recorder struct {
 	checkErr  error
 	atts      []steering.Attachment
 	checked   []steering.Attachment
+	prepared  []steering.Attachment
+}
+
+func (r *recorder) Prepare(atts []steering.Attachment) {
+	r.prepared = atts
+	r.f.calls = append(r.f.calls, fakeCall{Cmd: "PREPARE", Type: "steering"})
 }
 
 func (r *recorder) Attach(_ context.Context, _, _ string, atts []steering.Attachment) error {

@@ -258,7 +258,7 @@ func TestDefaultNetworkAnnotationWithDelegates(t *testing.T) {
 	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dflt ADD eth0", "extraplugin ADD net1", "steering ATTACH "}
+	want := []string{"steering PREPARE ", "dflt ADD eth0", "extraplugin ADD net1", "steering ATTACH "}
 	if got := e.exec.seq(""); !slices.Equal(got, want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}
@@ -393,7 +393,7 @@ func TestAuxiliaryChain(t *testing.T) {
 	if _, err := e.eng.Add(t.Context(), conf, e.args("cid1", pod, conf.Raw)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clusterplugin ADD eth0", "macvlan ADD net1", "passthru ADD net2", "tuning ADD net2", "sbr ADD net2", "steering ATTACH "}
+	want := []string{"steering PREPARE ", "clusterplugin ADD eth0", "macvlan ADD net1", "passthru ADD net2", "tuning ADD net2", "sbr ADD net2", "steering ATTACH "}
 	if got := e.exec.seq(""); !slices.Equal(got, want) {
 		t.Errorf("calls %v, want %v", got, want)
 	}

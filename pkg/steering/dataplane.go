@@ -25,6 +25,15 @@ type BPF struct {
 	Disabled bool
 }
 
+// Prepare starts loading the pod's collection while the delegates run (see datapath.Spares),
+// only for a pod with secondaries: a pod on the cluster network alone has nothing to steer.
+func (b BPF) Prepare(atts []Attachment) {
+	if b.Disabled || !slices.ContainsFunc(atts, func(a Attachment) bool { return !a.Primary }) {
+		return
+	}
+	b.Options.Spares.Start()
+}
+
 // Attach sets the kernel knobs and routes, then loads, attaches and pins the programs. A pod
 // with nothing to steer (every network opted out, no groups) gets nothing.
 func (b BPF) Attach(ctx context.Context, containerID, netnsPath string, atts []Attachment) (err error) {

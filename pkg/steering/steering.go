@@ -32,6 +32,13 @@ type Dataplane interface {
 	Check(ctx context.Context, containerID, netnsPath string, atts []Attachment) error
 }
 
+// Preparer is a Dataplane that starts work for a pod's Attach that needs nothing the delegates
+// return: the engine calls Prepare with the planned attachments (no results yet) before it runs
+// them.
+type Preparer interface {
+	Prepare(atts []Attachment)
+}
+
 // Off is the Dataplane used when steering is disabled: it does nothing.
 type Off struct{}
 
