@@ -19,6 +19,7 @@ import (
 
 	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/api"
+	"github.com/steernet/steer/pkg/datapath"
 )
 
 // nodeName is the node the benchmark's pods are bound to: the daemons cache that node's pods.
@@ -138,7 +139,8 @@ func buildSteerd(b testing.TB, dir string) string {
 
 // startSteerd runs steerd in thick mode on the node, as its DaemonSet does, and returns the
 // plugin configuration that hands every verb to it: conf (a steer configuration of the node)
-// with its socket. steerd gets a CNI config dir of its own holding cluster, the primary it
+// with its socket. It also keeps collections loaded for the thin plugin, as a thin-mode node's
+// steerd does: the thin paths run on the same node. steerd gets a CNI config dir of its own holding cluster, the primary it
 // installs itself in front of.
 func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte) (*daemon, []byte) {
 	b.Helper()
@@ -170,6 +172,7 @@ func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte) (*daemon, 
 		"-bpffs-root", n.BPFRoot,
 		"-metrics-addr", "127.0.0.1:0",
 		"-services=false",
+		"-ready-sets", strconv.Itoa(datapath.ReadySets),
 	)
 	d := startDaemon(b, n, "steerd", cmd)
 	d.waitSocket(b, socket)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,7 @@ type runFlags struct {
 	nodeName    string
 	kubeconfig  string
 	workers     int
+	readySets   int
 	services    serviceFlags
 }
 
@@ -50,6 +52,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name: the daemon caches only its pods")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for thick mode; empty: in-cluster service account")
 	fs.IntVar(&f.workers, "workers", daemon.DefaultWorkers, "CNI requests served at once in thick mode")
+	fs.IntVar(&f.readySets, "ready-sets", -1, fmt.Sprintf("collections kept loaded ahead for the thin plugin's ADDs; -1: %d in thin mode with steering on, else 0", datapath.ReadySets))
 	f.services.register(fs)
 	_ = fs.Parse(args)
 	conf, err := f.config()
@@ -119,6 +122,9 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 		})
 	}
 	g.Go(func() error { return collectLoop(ctx, layout, f.gcEvery, up, log) })
+	if n := f.readySetCount(conf); n > 0 {
+		g.Go(func() error { return readyLoop(ctx, layout, n, log) })
+	}
 	if f.socket != "" {
 		g.Go(func() error { return serveThick(ctx, f, reg, log) })
 	}
@@ -132,6 +138,38 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}
 	return g.Wait()
+}
+
+// readySetCount is how many collections to keep loaded for the thin plugin: by default some when
+// steerd serves no socket (thin mode) and the plugin steers.
+func (f *runFlags) readySetCount(conf install.Config) int {
+	if f.readySets >= 0 {
+		return f.readySets
+	}
+	if f.socket != "" || conf.Plugin["steering"] == false {
+		return 0
+	}
+	return datapath.ReadySets
+}
+
+// readyLoop keeps n collections loaded ahead for the thin plugin (datapath.FillReady), looking
+// four times a second for the ones ADDs took; it unpins them when steerd stops.
+func readyLoop(ctx context.Context, layout bpffs.Layout, n int, log *slog.Logger) error {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		err := datapath.FillReady(layout, n)
+		if msg := fmt.Sprint(err); err != nil && msg != last {
+			log.Warn("collections for the thin plugin not kept ready: its ADDs load their own", "err", err)
+		}
+		last = fmt.Sprint(err)
+		select {
+		case <-ctx.Done():
+			return os.RemoveAll(layout.ReadyDir())
+		case <-tick.C:
+		}
+	}
 }
 
 // collectLoop removes the pins of pods whose interfaces are gone (deleted without DEL), and

@@ -8,6 +8,7 @@
 //	<root>/<container-id>/<map>              any other map, by its name (datapath.PinName)
 //	<root>/<container-id>/svc-*              the Service proxy's maps (Svc*Pin)
 //	<root>/<container-id>/link-<ifname>-<hook> TCX or XDP link
+//	<root>/_ready/                           collections steerd loaded ahead for the thin plugin
 //
 // Every map pin carries the BTF of its key and value, so a build can read (and an upgrade carry
 // across) the maps another build wrote. Pins without "version" were written by the builds
@@ -81,6 +82,10 @@ func isAlnum(c byte) bool {
 type Layout struct {
 	Root string
 }
+
+// ReadyDir holds the collections steerd keeps loaded ahead for the thin plugin (see
+// datapath.FillReady). Its name is no container ID's: those start alphanumeric.
+func (l Layout) ReadyDir() string { return filepath.Join(l.Root, "_ready") }
 
 // Default is the layout on a node.
 func Default() Layout { return Layout{Root: DefaultRoot} }

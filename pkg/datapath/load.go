@@ -34,24 +34,13 @@ func (o *Objects) Close() error {
 func Load(cfg Config) (*Objects, error) { return load(cfg, true, nil) }
 
 // load is Load, leaving the XDP program out unless xdp: most pods learn with TC only, and the
-// XDP program's verification is a tenth of the load. It builds on the ready set of spares when
-// one fits.
+// XDP program's verification is a tenth of the load. It builds on the ready set of spares if
+// there is one.
 func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("datapath config: %w", err)
 	}
-	obj, err := Embedded()
-	if err != nil {
-		return nil, err
-	}
-	spec, err := obj.prepare(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	if !xdp {
-		delete(spec.Programs, steerProgSteerIngressXdp)
-	}
-	coll, err := spares.take(&cfg).collection(spec)
+	coll, err := spares.take(&cfg).collectionFor(&cfg, xdp)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +68,23 @@ func load(cfg Config, xdp bool, spares *Spares) (*Objects, error) {
 		return nil, fmt.Errorf("assign steer objects: %w", err)
 	}
 	return objs, nil
+}
+
+// preparedSpec returns the embedded object's spec configured for cfg, without the XDP program
+// unless xdp.
+func preparedSpec(cfg *Config, xdp bool) (*ebpf.CollectionSpec, error) {
+	obj, err := Embedded()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := obj.prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !xdp {
+		delete(spec.Programs, steerProgSteerIngressXdp)
+	}
+	return spec, nil
 }
 
 // freezeInterfaces freezes the interface table of a collection just loaded, once written: the

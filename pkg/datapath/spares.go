@@ -1,13 +1,16 @@
 package datapath
 
 import (
-	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/steernet/steer/pkg/bpffs"
 )
 
 // Spares keeps one pod's collection loaded ahead of its ADD, in a process that attaches pod
@@ -29,23 +32,24 @@ type Spares struct {
 	made   chan struct{} // closed when the set being made is ready (or failed)
 	closed bool
 	// onePod: the process attaches one pod (SparesForOnePod); its Attach waits for the set
-	// being made, and no other follows.
-	onePod bool
+	// being made, and no other follows. It claims a set steerd keeps under ready's root first.
+	onePod    bool
+	claimFrom bpffs.Layout
 }
 
 // readySet is a collection loaded ahead of a pod: every map, the interface table unwritten,
-// and the TC programs.
+// and the TC programs verified for no groups and the default loop mark.
 type readySet struct {
-	maps      map[string]*ebpf.Map
-	programs  map[string]*ebpf.Program
-	constants []byte // the .rodata the programs were verified with
+	maps     map[string]*ebpf.Map
+	programs map[string]*ebpf.Program
 }
 
 // SparesForOnePod returns the spares of the one pod a process attaches: the thin plugin, which
-// calls Start once it knows the pod has secondaries, to load the pod's collection (and parse the
-// object built into the binary) while the apiserver answers and the delegates run. Its Attach
-// waits for that set. The caller closes it.
-func SparesForOnePod() *Spares { return &Spares{onePod: true} }
+// calls Start once it knows the pod has secondaries, while the apiserver answers and the
+// delegates run. Start claims a set steerd keeps ready under layout (see FillReady), or else
+// loads one (parsing the object built into the binary). The pod's Attach waits for it. The
+// caller closes it.
+func SparesForOnePod(layout bpffs.Layout) *Spares { return &Spares{onePod: true, claimFrom: layout} }
 
 // Start makes a set in the background unless one is ready or being made.
 func (s *Spares) Start() { s.refill() }
@@ -95,7 +99,14 @@ func (s *Spares) refill() {
 		load = func(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) { return newCollection(spec, nil) }
 	}
 	go func() {
-		r, err := makeReadySet(load)
+		var r *readySet
+		var err error
+		if s.onePod && s.claimFrom.Root != "" {
+			r = claimReady(s.claimFrom)
+		}
+		if r == nil {
+			r, err = makeReadySet(load)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.making = false
@@ -133,15 +144,11 @@ func makeReadySet(load func(*ebpf.CollectionSpec) (*ebpf.Collection, error)) (*r
 		return nil, err
 	}
 	delete(spec.Programs, steerProgSteerIngressXdp)
-	constants, err := sectionBytes(spec, configMap)
-	if err != nil {
-		return nil, err
-	}
 	coll, err := load(spec)
 	if err != nil {
 		return nil, err
 	}
-	return &readySet{maps: coll.Maps, programs: coll.Programs, constants: constants}, nil
+	return &readySet{maps: coll.Maps, programs: coll.Programs}, nil
 }
 
 // loadWhenIdle loads spec on an OS thread of its own scheduled SCHED_IDLE, for a pod to come:
@@ -165,47 +172,56 @@ func loadWhenIdle(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
 	return l.coll, l.err
 }
 
-// collection returns spec's collection built on r: r itself, its interface table written,
-// when its programs were verified with spec's constants (and any program r lacks, XDP,
-// verified against its maps); else r's maps with programs verified for spec; a new collection
-// when r is nil. r is used up either way.
-func (r *readySet) collection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
-	if r == nil {
-		return newCollection(spec, nil)
+// collectionFor returns cfg's collection built on r. When r's programs fit cfg (no multicast
+// groups, the default loop mark; take checked the flow table) it is r itself with cfg's
+// interface table written, and the object is parsed only if a program r lacks (XDP) must be
+// verified against its maps. Otherwise it is cfg's programs verified on r's maps, or a new
+// collection when r is nil. r is used up either way.
+func (r *readySet) collectionFor(cfg *Config, xdp bool) (*ebpf.Collection, error) {
+	if r != nil && len(cfg.Groups) == 0 && cfg.LoopMark == 0 {
+		coll := &ebpf.Collection{Maps: r.maps, Programs: r.programs}
+		err := writeInterfaces(coll.Maps[ifacesMap], cfg.Interfaces)
+		if err == nil && xdp && coll.Programs[steerProgSteerIngressXdp] == nil {
+			var spec *ebpf.CollectionSpec
+			if spec, err = preparedSpec(cfg, xdp); err == nil {
+				coll.Programs[steerProgSteerIngressXdp], err = loadProgram(spec, steerProgSteerIngressXdp, coll.Maps)
+			}
+		}
+		if err != nil {
+			coll.Close()
+			return nil, fmt.Errorf("load on the ready collection: %w", err)
+		}
+		return coll, nil
 	}
-	constants, err := sectionBytes(spec, configMap)
+	spec, err := preparedSpec(cfg, xdp)
 	if err != nil {
 		r.close()
 		return nil, err
 	}
-	if !bytes.Equal(constants, r.constants) {
-		closePrograms(r.programs)
-		maps := r.maps
-		for _, name := range []string{configMap, ifacesMap} { // spec's own are written at creation
-			maps[name].Close()
-			delete(maps, name)
-		}
-		defer closeMapSet(maps) // the collection holds its own references
-		return newCollection(spec, maps)
+	if r == nil {
+		return newCollection(spec, nil)
 	}
-	coll := &ebpf.Collection{Maps: r.maps, Programs: r.programs}
-	table, err := sectionBytes(spec, ifacesMap)
-	if err == nil {
-		err = coll.Maps[ifacesMap].Update(uint32(0), table, ebpf.UpdateExist)
+	closePrograms(r.programs)
+	maps := r.maps
+	for _, name := range []string{configMap, ifacesMap} { // spec's own are written at creation
+		maps[name].Close()
+		delete(maps, name)
 	}
-	for name, ps := range spec.Programs {
-		if err != nil {
-			break
-		}
-		if coll.Programs[name] == nil && ps.Type != ebpf.UnspecifiedProgram {
-			coll.Programs[name], err = loadProgram(spec, name, coll.Maps)
-		}
+	defer closeMapSet(maps) // the collection holds its own references
+	return newCollection(spec, maps)
+}
+
+// writeInterfaces writes the interface table of itfs into m, the .data.ifaces map: the section
+// holds the table alone, at offset 0 (TestReadySetTable).
+func writeInterfaces(m *ebpf.Map, itfs []Interface) error {
+	if m == nil {
+		return errors.New("the ready collection has no interface table")
 	}
-	if err != nil {
-		coll.Close()
-		return nil, fmt.Errorf("load on the ready collection: %w", err)
+	value := make([]byte, m.ValueSize())
+	if _, err := binary.Encode(value, binary.NativeEndian, encodeInterfaces(itfs)); err != nil {
+		return fmt.Errorf("interface table: %w", err)
 	}
-	return coll, nil
+	return m.Update(uint32(0), value, ebpf.UpdateExist)
 }
 
 func (r *readySet) close() {
@@ -213,19 +229,6 @@ func (r *readySet) close() {
 		closeMapSet(r.maps)
 		closePrograms(r.programs)
 	}
-}
-
-// sectionBytes returns the value spec writes into the data section name (see foldVariables).
-func sectionBytes(spec *ebpf.CollectionSpec, name string) ([]byte, error) {
-	ms := spec.Maps[name]
-	if ms == nil || len(ms.Contents) != 1 {
-		return nil, fmt.Errorf("steer object: section %s has no contents", name)
-	}
-	b, ok := ms.Contents[0].Value.([]byte)
-	if !ok {
-		return nil, fmt.Errorf("steer object: section %s holds %T", name, ms.Contents[0].Value)
-	}
-	return b, nil
 }
 
 func closeMapSet(maps map[string]*ebpf.Map) {

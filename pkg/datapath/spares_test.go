@@ -1,8 +1,12 @@
 package datapath_test
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,7 +221,7 @@ func TestSparesServeTheNextPod(t *testing.T) {
 // waits for it when it is not ready yet), and no other set is made after.
 func TestSparesForOnePod(t *testing.T) {
 	pod, cfg := sparesPod(t)
-	spares := datapath.SparesForOnePod()
+	spares := datapath.SparesForOnePod(bpffs.Layout{})
 	t.Cleanup(spares.Close)
 	if ready, making := datapath.SpareState(spares); ready || making {
 		t.Fatalf("before Start: a set ready %t, being made %t; want none", ready, making)
@@ -240,5 +244,120 @@ func TestSparesForOnePod(t *testing.T) {
 	}
 	if _, err := datapath.ReadPinned(opts.Layout, cid); err != nil {
 		t.Errorf("read the pod's pins: %v", err)
+	}
+}
+
+// steerd keeps sets pinned for the thin plugin: FillReady makes as many as asked; the plugin's
+// spares claim one (its directory gone, the pod running that set's very maps and programs with
+// its interface table written); FillReady makes the next; a set of no known build and a claim
+// whose process died are unpinned, a fresh claim is left to its plugin.
+func TestReadySetsForThePlugin(t *testing.T) {
+	pod, cfg := sparesPod(t)
+	layout := nstest.BPFRoot(t)
+	dir := layout.ReadyDir()
+	entries := func() []string {
+		t.Helper()
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if err := datapath.FillReady(layout, 2); err != nil {
+		t.Fatal(err)
+	}
+	sets := entries()
+	if len(sets) != 2 || !strings.HasPrefix(sets[0], "set-") || !strings.HasPrefix(sets[1], "set-") {
+		t.Fatalf("ready directory holds %v, want two sets", sets)
+	}
+	flows, egress := map[ebpf.MapID]bool{}, map[ebpf.ProgramID]bool{}
+	for _, set := range sets {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, set, datapath.FlowsMap), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := m.Info()
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		flows[id] = true
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, set, "prog-steer_egress"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pinfo, err := p.Info()
+		p.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := pinfo.ID()
+		egress[pid] = true
+	}
+
+	spares := datapath.SparesForOnePod(layout)
+	t.Cleanup(spares.Close)
+	spares.Start()
+	opts := datapath.Options{Layout: layout, Ingress: datapath.IngressTC, Spares: spares}
+	const cid = "ready-claimed"
+	if err := datapath.Attach(pod.Path(), cid, cfg, opts); err != nil {
+		t.Fatalf("attach: %+v", err)
+	}
+	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cid, opts) })
+	podDir, err := layout.Dir(cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(podDir, bpffs.FlowsPin), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Info()
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := info.ID(); !flows[id] {
+		t.Errorf("the pod's flow table (map %d) is none of the ready sets' %v", id, flows)
+	}
+	l, err := link.LoadPinnedLink(filepath.Join(podDir, bpffs.LinkPin("eth0", bpffs.HookEgress)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linfo, err := l.Info()
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !egress[linfo.Program] {
+		t.Errorf("the pod's egress runs program %d, none of the ready sets' %v", linfo.Program, egress)
+	}
+	if st, err := datapath.ReadPinned(layout, cid); err != nil || len(st.Interfaces) != 2 || st.Interfaces[1].Name != "net1" {
+		t.Errorf("pins of the pod on a claimed set: %+v, %v", st, err)
+	}
+	if left := entries(); len(left) != 1 || !strings.HasPrefix(left[0], "set-") {
+		t.Errorf("after the claim the ready directory holds %v, want the other set alone", left)
+	}
+
+	if err := datapath.FillReady(layout, 2); err != nil {
+		t.Fatal(err)
+	}
+	fresh := fmt.Sprintf("claimed-%d-x", time.Now().UnixNano())
+	for _, d := range []string{"claimed-1-x", fresh, "set-unknown"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := datapath.FillReady(layout, 2); err != nil {
+		t.Fatal(err)
+	}
+	got := entries()
+	if len(got) != 3 || !slices.Contains(got, fresh) || slices.Contains(got, "claimed-1-x") || slices.Contains(got, "set-unknown") {
+		t.Errorf("ready directory holds %v, want two sets and %s", got, fresh)
 	}
 }
