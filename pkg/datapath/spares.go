@@ -22,9 +22,9 @@ import (
 // uses the maps and verifies its own programs; one with another flow table size makes its own.
 //
 // Attach takes the ready set and has the next one made once its pod is attached, off the pod's
-// path. The first Attach makes the first set, so a process that never attaches holds
-// no kernel memory for it. The thin plugin, one pod per process, makes its pod's set while the
-// delegates run (SparesForOnePod). Safe for concurrent use.
+// path. The first Attach makes the first set, so a process that never attaches holds no kernel
+// memory for it. The thin plugin, one pod per process, claims a set steerd keeps pinned for it,
+// or loads its own, while the delegates run (SparesForOnePod). Safe for concurrent use.
 type Spares struct {
 	mu     sync.Mutex
 	ready  *readySet // nil while none
@@ -32,7 +32,7 @@ type Spares struct {
 	made   chan struct{} // closed when the set being made is ready (or failed)
 	closed bool
 	// onePod: the process attaches one pod (SparesForOnePod); its Attach waits for the set
-	// being made, and no other follows. It claims a set steerd keeps under ready's root first.
+	// being made, and no other follows. It first claims a set steerd keeps under claimFrom.
 	onePod    bool
 	claimFrom bpffs.Layout
 }
