@@ -22,6 +22,7 @@ import (
 	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/internal/testutil/kubetest"
 	"github.com/steernet/steer/internal/testutil/nstest"
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/delegate"
 	"github.com/steernet/steer/pkg/k8s"
 )
@@ -86,7 +87,7 @@ func BenchmarkCNI(b *testing.B) {
 		return n.Conf(b, c)
 	}
 	// One steerd serves both thick paths: the plugin's configuration travels with each verb.
-	_, thick := startSteerd(b, n, cluster, steerConf(map[string]any{"steering": true}))
+	steerd, thick := startSteerd(b, n, cluster, steerConf(map[string]any{"steering": true}), datapath.ReadySets)
 	thickPlain := withKey(b, thick, "steering", false)
 	_, shim := startMultusDaemon(b, n, multusBin, cluster, multus)
 	paths := []path{
@@ -190,6 +191,7 @@ func BenchmarkCNI(b *testing.B) {
 				return float64((cost(maxSecondaries, q) - cost(1, 1-q)).Microseconds()) / 1000 / (maxSecondaries - 1)
 			})
 	}
+	steerd.stop() // it unpins the collections it kept ready for the thin plugin
 	n.AssertClean(b)
 }
 

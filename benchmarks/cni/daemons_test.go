@@ -19,7 +19,6 @@ import (
 
 	"github.com/steernet/steer/internal/testbed/cninode"
 	"github.com/steernet/steer/pkg/api"
-	"github.com/steernet/steer/pkg/datapath"
 )
 
 // nodeName is the node the benchmark's pods are bound to: the daemons cache that node's pods.
@@ -67,19 +66,25 @@ func startDaemon(b testing.TB, n *cninode.Node, name string, cmd *exec.Cmd) *dae
 		b.Fatalf("start %s: %v", name, err)
 	}
 	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-d.exited
-		}
+		d.stop()
 		if b.Failed() {
 			out, _ := os.ReadFile(d.log)
 			b.Logf("%s log:\n%s", name, tailOf(string(out), 40))
 		}
 	})
 	return d
+}
+
+// stop stops the daemon as its DaemonSet's pod is stopped (SIGTERM, then SIGKILL), and waits
+// for it to exit.
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
 }
 
 // waitSocket waits until the daemon answers on its unix socket.
@@ -139,10 +144,10 @@ func buildSteerd(b testing.TB, dir string) string {
 
 // startSteerd runs steerd in thick mode on the node, as its DaemonSet does, and returns the
 // plugin configuration that hands every verb to it: conf (a steer configuration of the node)
-// with its socket. It also keeps collections loaded for the thin plugin, as a thin-mode node's
-// steerd does: the thin paths run on the same node. steerd gets a CNI config dir of its own holding cluster, the primary it
-// installs itself in front of.
-func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte) (*daemon, []byte) {
+// with its socket. steerd gets a CNI config dir of its own holding cluster, the primary it
+// installs itself in front of. It also keeps readySets collections loaded for the thin plugin,
+// as a thin-mode node's steerd does, when thin paths run on the same node.
+func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte, readySets int) (*daemon, []byte) {
 	b.Helper()
 	dir := filepath.Join(n.Dir, "steerd")
 	confDir := filepath.Join(dir, "net.d")
@@ -172,7 +177,7 @@ func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte) (*daemon, 
 		"-bpffs-root", n.BPFRoot,
 		"-metrics-addr", "127.0.0.1:0",
 		"-services=false",
-		"-ready-sets", strconv.Itoa(datapath.ReadySets),
+		"-ready-sets", strconv.Itoa(readySets),
 	)
 	d := startDaemon(b, n, "steerd", cmd)
 	d.waitSocket(b, socket)

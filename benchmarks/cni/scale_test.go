@@ -37,7 +37,7 @@ func BenchmarkSteerdScale(b *testing.B) {
 	defer stderr.Close()
 	n.SetPluginStderr(stderr)
 	conf := n.Conf(b, map[string]any{"clusterNetwork": clusterPath, "logLevel": "info", "apiTimeout": "60s", "steering": true})
-	steerd, thick := startSteerd(b, n, cluster, conf)
+	steerd, thick := startSteerd(b, n, cluster, conf, 0) // thick mode alone
 
 	idle, err := steerd.rss()
 	if err != nil {
