@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/install"
 )
 
@@ -41,6 +42,8 @@ func (n *Node) ApplySteerAside(ctx context.Context, image, dir string) error {
 
 // asidePatch points the DaemonSet's CNI conf volume at dir and tells steerd, in each container
 // that mounts it, that the host sees the conf dir there (the plugin's kubeconfig path follows).
+// steerd run also keeps collections loaded for the thin plugin, as it does in thin mode: the
+// node runs both modes under one DaemonSet.
 func asidePatch(spec corev1.PodSpec, dir string) ([]byte, error) {
 	var ops []map[string]any
 	volume := ""
@@ -58,6 +61,9 @@ func asidePatch(spec corev1.PodSpec, dir string) ([]byte, error) {
 			for _, m := range c.VolumeMounts {
 				if m.Name == volume && len(c.Command) > 0 {
 					ops = append(ops, map[string]any{"op": "add", "path": fmt.Sprintf("/spec/template/spec/%s/%d/command/-", kind, i), "value": "-host-cni-conf-dir=" + dir})
+					if kind == "containers" {
+						ops = append(ops, map[string]any{"op": "add", "path": fmt.Sprintf("/spec/template/spec/%s/%d/command/-", kind, i), "value": fmt.Sprintf("-ready-sets=%d", datapath.ReadySets)})
+					}
 					break
 				}
 			}
