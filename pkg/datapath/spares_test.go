@@ -66,42 +66,19 @@ func TestSparesServeTheNextPod(t *testing.T) {
 		t.Helper()
 		ids := map[string]ebpf.MapID{}
 		for name := range first.Maps {
-			if datapath.IsDataSection(name) {
-				continue // not pinned
+			if !datapath.IsDataSection(name) { // data sections are not pinned
+				ids[name] = pinnedMapID(t, filepath.Join(dirOf(cid), datapath.PinName(name)))
 			}
-			m, err := ebpf.LoadPinnedMap(filepath.Join(dirOf(cid), datapath.PinName(name)), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := m.Info()
-			m.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids[name], _ = info.ID()
 		}
 		return ids
 	}
 	// attachedPrograms are the IDs of the programs the pod's egress and ingress links run.
 	attachedPrograms := func(cid string) map[string]ebpf.ProgramID {
 		t.Helper()
-		ids := map[string]ebpf.ProgramID{}
-		for prog, pin := range map[string]string{
-			"steer_egress":  bpffs.LinkPin("eth0", bpffs.HookEgress),
-			"steer_ingress": bpffs.LinkPin("net1", bpffs.HookIngress),
-		} {
-			l, err := link.LoadPinnedLink(filepath.Join(dirOf(cid), pin), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := l.Info()
-			l.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids[prog] = info.Program
+		return map[string]ebpf.ProgramID{
+			"steer_egress":  linkProgramID(t, filepath.Join(dirOf(cid), bpffs.LinkPin("eth0", bpffs.HookEgress))),
+			"steer_ingress": linkProgramID(t, filepath.Join(dirOf(cid), bpffs.LinkPin("net1", bpffs.HookIngress))),
 		}
-		return ids
 	}
 
 	const cid = "spares"
@@ -276,28 +253,8 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	}
 	flows, egress := map[ebpf.MapID]bool{}, map[ebpf.ProgramID]bool{}
 	for _, set := range sets {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, set, datapath.FlowsMap), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := m.Info()
-		m.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := info.ID()
-		flows[id] = true
-		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, set, "prog-steer_egress"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pinfo, err := p.Info()
-		p.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, _ := pinfo.ID()
-		egress[pid] = true
+		flows[pinnedMapID(t, filepath.Join(dir, set, datapath.FlowsMap))] = true
+		egress[pinnedProgramID(t, filepath.Join(dir, set, "prog-steer_egress"))] = true
 	}
 
 	spares := datapath.SparesForOnePod(layout)
@@ -313,29 +270,11 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(podDir, bpffs.FlowsPin), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := m.Info()
-	m.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id, _ := info.ID(); !flows[id] {
+	if id := pinnedMapID(t, filepath.Join(podDir, bpffs.FlowsPin)); !flows[id] {
 		t.Errorf("the pod's flow table (map %d) is none of the ready sets' %v", id, flows)
 	}
-	l, err := link.LoadPinnedLink(filepath.Join(podDir, bpffs.LinkPin("eth0", bpffs.HookEgress)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	linfo, err := l.Info()
-	l.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !egress[linfo.Program] {
-		t.Errorf("the pod's egress runs program %d, none of the ready sets' %v", linfo.Program, egress)
+	if id := linkProgramID(t, filepath.Join(podDir, bpffs.LinkPin("eth0", bpffs.HookEgress))); !egress[id] {
+		t.Errorf("the pod's egress runs program %d, none of the ready sets' %v", id, egress)
 	}
 	if st, err := datapath.ReadPinned(layout, cid); err != nil || len(st.Interfaces) != 2 || st.Interfaces[1].Name != "net1" {
 		t.Errorf("pins of the pod on a claimed set: %+v, %v", st, err)
@@ -360,4 +299,49 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	if len(got) != 3 || !slices.Contains(got, fresh) || slices.Contains(got, "claimed-1-x") || slices.Contains(got, "set-unknown") {
 		t.Errorf("ready directory holds %v, want two sets and %s", got, fresh)
 	}
+}
+
+func pinnedMapID(t *testing.T, path string) ebpf.MapID {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+func pinnedProgramID(t *testing.T, path string) ebpf.ProgramID {
+	t.Helper()
+	p, err := ebpf.LoadPinnedProgram(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// linkProgramID is the ID of the program the link pinned at path runs.
+func linkProgramID(t *testing.T, path string) ebpf.ProgramID {
+	t.Helper()
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Program
 }
