@@ -92,3 +92,17 @@ func SpareState(s *Spares) (ready, making bool) {
 	defer s.mu.Unlock()
 	return s.ready != nil, s.making
 }
+
+// SpoilReady freezes the interface table of s's ready set, as no set is: writing the pod's
+// table into it then fails.
+func SpoilReady(t testing.TB, s *Spares) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready == nil {
+		t.Fatal("no ready set")
+	}
+	if err := s.ready.maps[ifacesMap].Freeze(); err != nil {
+		t.Fatal(err)
+	}
+}

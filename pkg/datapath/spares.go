@@ -175,23 +175,15 @@ func loadWhenIdle(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
 // collectionFor returns cfg's collection built on r. When r's programs fit cfg (no multicast
 // groups, the default loop mark; take checked the flow table) it is r itself with cfg's
 // interface table written, and the object is parsed only if a program r lacks (XDP) must be
-// verified against its maps. Otherwise it is cfg's programs verified on r's maps, or a new
-// collection when r is nil. r is used up either way.
+// verified against its maps; a set that fails that is dropped and cfg's collection loaded anew.
+// Otherwise it is cfg's programs verified on r's maps, or a new collection when r is nil. r is
+// used up either way.
 func (r *readySet) collectionFor(cfg *Config, xdp bool) (*ebpf.Collection, error) {
 	if r != nil && len(cfg.Groups) == 0 && cfg.LoopMark == 0 {
-		coll := &ebpf.Collection{Maps: r.maps, Programs: r.programs}
-		err := writeInterfaces(coll.Maps[ifacesMap], cfg.Interfaces)
-		if err == nil && xdp && coll.Programs[steerProgSteerIngressXdp] == nil {
-			var spec *ebpf.CollectionSpec
-			if spec, err = preparedSpec(cfg, xdp); err == nil {
-				coll.Programs[steerProgSteerIngressXdp], err = loadProgram(spec, steerProgSteerIngressXdp, coll.Maps)
-			}
+		if coll, err := r.fill(cfg, xdp); err == nil {
+			return coll, nil
 		}
-		if err != nil {
-			coll.Close()
-			return nil, fmt.Errorf("load on the ready collection: %w", err)
-		}
-		return coll, nil
+		r = nil
 	}
 	spec, err := preparedSpec(cfg, xdp)
 	if err != nil {
@@ -209,6 +201,24 @@ func (r *readySet) collectionFor(cfg *Config, xdp bool) (*ebpf.Collection, error
 	}
 	defer closeMapSet(maps) // the collection holds its own references
 	return newCollection(spec, maps)
+}
+
+// fill writes cfg's interface table into r and verifies the XDP program against its maps if
+// xdp and r lacks it; on error r is closed.
+func (r *readySet) fill(cfg *Config, xdp bool) (*ebpf.Collection, error) {
+	coll := &ebpf.Collection{Maps: r.maps, Programs: r.programs}
+	err := writeInterfaces(coll.Maps[ifacesMap], cfg.Interfaces)
+	if err == nil && xdp && coll.Programs[steerProgSteerIngressXdp] == nil {
+		var spec *ebpf.CollectionSpec
+		if spec, err = preparedSpec(cfg, xdp); err == nil {
+			coll.Programs[steerProgSteerIngressXdp], err = loadProgram(spec, steerProgSteerIngressXdp, coll.Maps)
+		}
+	}
+	if err != nil {
+		coll.Close()
+		return nil, err
+	}
+	return coll, nil
 }
 
 // writeInterfaces writes the interface table of itfs into m, the .data.ifaces map: the section

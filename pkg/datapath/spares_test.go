@@ -345,3 +345,29 @@ func linkProgramID(t *testing.T, path string) ebpf.ProgramID {
 	}
 	return info.Program
 }
+
+// A ready set that cannot take the pod's interface table is dropped: the pod loads its own
+// collection instead of failing its ADD.
+func TestSparesSpoiledSetFallsBack(t *testing.T) {
+	pod, cfg := sparesPod(t)
+	spares := &datapath.Spares{}
+	t.Cleanup(spares.Close)
+	opts := datapath.Options{Layout: nstest.BPFRoot(t), Ingress: datapath.IngressTC, Spares: spares}
+	spoiled := datapath.WaitSpare(t, spares)
+	datapath.SpoilReady(t, spares)
+	const cid = "spares-spoiled"
+	if err := datapath.Attach(pod.Path(), cid, cfg, opts); err != nil {
+		t.Fatalf("attach on a spoiled set: %+v", err)
+	}
+	t.Cleanup(func() { _ = datapath.Detach(pod.Path(), cid, opts) })
+	dir, err := opts.Layout.Dir(cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := pinnedMapID(t, filepath.Join(dir, bpffs.IfacesPin)); id == spoiled.Maps[datapath.IfacesMap] {
+		t.Error("the pod pinned the spoiled set's interface table")
+	}
+	if st, err := datapath.ReadPinned(opts.Layout, cid); err != nil || len(st.Interfaces) != 2 {
+		t.Errorf("pins of the pod: %+v, %v", st, err)
+	}
+}
