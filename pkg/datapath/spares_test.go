@@ -67,7 +67,7 @@ func TestSparesServeTheNextPod(t *testing.T) {
 		ids := map[string]ebpf.MapID{}
 		for name := range first.Maps {
 			if !datapath.IsDataSection(name) { // data sections are not pinned
-				ids[name] = pinnedMapID(t, filepath.Join(dirOf(cid), datapath.PinName(name)))
+				ids[name] = nstest.PinnedMapID(t, filepath.Join(dirOf(cid), datapath.PinName(name)))
 			}
 		}
 		return ids
@@ -253,7 +253,7 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	}
 	flows, egress := map[ebpf.MapID]bool{}, map[ebpf.ProgramID]bool{}
 	for _, set := range sets {
-		flows[pinnedMapID(t, filepath.Join(dir, set, datapath.FlowsMap))] = true
+		flows[nstest.PinnedMapID(t, filepath.Join(dir, set, datapath.FlowsMap))] = true
 		egress[pinnedProgramID(t, filepath.Join(dir, set, "prog-steer_egress"))] = true
 	}
 
@@ -270,7 +270,7 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id := pinnedMapID(t, filepath.Join(podDir, bpffs.FlowsPin)); !flows[id] {
+	if id := nstest.PinnedMapID(t, filepath.Join(podDir, bpffs.FlowsPin)); !flows[id] {
 		t.Errorf("the pod's flow table (map %d) is none of the ready sets' %v", id, flows)
 	}
 	if id := linkProgramID(t, filepath.Join(podDir, bpffs.LinkPin("eth0", bpffs.HookEgress))); !egress[id] {
@@ -299,21 +299,6 @@ func TestReadySetsForThePlugin(t *testing.T) {
 	if len(got) != 3 || !slices.Contains(got, fresh) || slices.Contains(got, "claimed-1-x") || slices.Contains(got, "set-unknown") {
 		t.Errorf("ready directory holds %v, want two sets and %s", got, fresh)
 	}
-}
-
-func pinnedMapID(t *testing.T, path string) ebpf.MapID {
-	t.Helper()
-	m, err := ebpf.LoadPinnedMap(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return id
 }
 
 func pinnedProgramID(t *testing.T, path string) ebpf.ProgramID {
@@ -364,7 +349,7 @@ func TestSparesSpoiledSetFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id := pinnedMapID(t, filepath.Join(dir, bpffs.IfacesPin)); id == spoiled.Maps[datapath.IfacesMap] {
+	if id := nstest.PinnedMapID(t, filepath.Join(dir, bpffs.IfacesPin)); id == spoiled.Maps[datapath.IfacesMap] {
 		t.Error("the pod pinned the spoiled set's interface table")
 	}
 	if st, err := datapath.ReadPinned(opts.Layout, cid); err != nil || len(st.Interfaces) != 2 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/steernet/steer/internal/testutil/nstest"
 	"github.com/steernet/steer/pkg/bpffs"
 )
 
@@ -41,23 +42,9 @@ func TestThinModeReadySets(t *testing.T) {
 		}
 		return got
 	}
-	flowsID := func(path string) ebpf.MapID {
-		t.Helper()
-		m, err := ebpf.LoadPinnedMap(path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		info, err := m.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := info.ID()
-		return id
-	}
 	ready := map[ebpf.MapID]string{}
 	for _, set := range waitSets(2) {
-		ready[flowsID(filepath.Join(dir, set, "steer_flows"))] = set
+		ready[nstest.PinnedMapID(t, filepath.Join(dir, set, "steer_flows"))] = set
 	}
 
 	a4, a6 := DMZ.Addr(32)
@@ -68,7 +55,7 @@ func TestThinModeReadySets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := flowsID(filepath.Join(podDir, bpffs.FlowsPin))
+	id := nstest.PinnedMapID(t, filepath.Join(podDir, bpffs.FlowsPin))
 	set, ok := ready[id]
 	if !ok {
 		t.Fatalf("the pod's flow table (map %d) is none of the sets steerd kept ready %v: the plugin loaded its own", id, ready)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
@@ -216,3 +217,19 @@ func BPFRoot(t testing.TB) bpffs.Layout {
 
 // MAC returns the hardware address of a link.
 func MAC(l netlink.Link) net.HardwareAddr { return l.Attrs().HardwareAddr }
+
+// PinnedMapID is the ID of the map pinned at path: tests tell by it which map a pod runs on.
+func PinnedMapID(t testing.TB, path string) ebpf.MapID {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
