@@ -37,8 +37,8 @@ func BenchmarkAttachDetach1Secondaries(b *testing.B) { benchmarkAttachDetach(b, 
 func BenchmarkAttachDetach2Secondaries(b *testing.B) { benchmarkAttachDetach(b, 2) }
 func BenchmarkAttachDetach3Secondaries(b *testing.B) { benchmarkAttachDetach(b, 3) }
 
-// BenchmarkAttachSpares measures Attach alone, as steerd runs it: with the spare maps the
-// previous pod left made (made between pods, off the clock, as between two ADDs), and without.
+// BenchmarkAttachSpares measures Attach alone, as steerd runs it: on the collection the previous
+// pod left loaded (made between pods, off the clock, as between two ADDs), and without.
 // Interfaces' kinds are given, as steering gives them.
 //
 //	go test -run '^$' -bench AttachSpares -benchtime 30x ./pkg/datapath
