@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 	if err := e.UseThick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The first steered pod has steerd make the maps of the next one ahead (datapath.Spares),
+	// The first steered pod has steerd load the next pod's collection ahead (datapath.Spares),
 	// which it then holds: part of its idle baseline.
 	if r := Churn(ctx, e, Options{Mode: "warm-up", Cycles: 2, Workers: 2}); r.ErrorsAll > 0 {
 		t.Fatalf("thick warm-up: %v", r.Errors)
