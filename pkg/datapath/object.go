@@ -56,7 +56,7 @@ func ParseObject(elf []byte) (*Object, error) {
 	if err := spec.Types.TypeByName("steer_layout", &layout); err != nil {
 		return nil, fmt.Errorf("steer object: enum steer_layout: %w", err)
 	}
-	o := &Object{spec: spec, Version: Version{Object: crc32.Checksum(elf, crc32.MakeTable(crc32.Castagnoli))}}
+	o := &Object{spec: spec, Version: Version{Object: objectChecksum(elf)}}
 	for _, v := range layout.Values {
 		if v.Name == "STEER_LAYOUT" {
 			o.Version.Layout = uint32(v.Value)
@@ -69,6 +69,11 @@ func ParseObject(elf []byte) (*Object, error) {
 		return nil, fmt.Errorf("steer object: no map %s", versionMap)
 	}
 	return o, nil
+}
+
+// objectChecksum tells builds of the object apart (Version.Object): CRC-32C of its bytes.
+func objectChecksum(elf []byte) uint32 {
+	return crc32.Checksum(elf, crc32.MakeTable(crc32.Castagnoli))
 }
 
 // Names in the object that every build keeps.

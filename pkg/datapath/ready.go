@@ -3,7 +3,6 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,7 +48,7 @@ func readyMapName(pin string) string     { return strings.ReplaceAll(pin, "+", "
 // embeddedVersion is the version of the object built into this binary, without parsing it:
 // what the thin plugin compares a ready set's with before it uses the set's programs.
 var embeddedVersion = sync.OnceValue(func() Version {
-	return Version{Layout: uint32(steerSteerLayoutSTEER_LAYOUT), Object: crc32.Checksum(_SteerBytes, crc32.MakeTable(crc32.Castagnoli))}
+	return Version{Layout: uint32(steerSteerLayoutSTEER_LAYOUT), Object: objectChecksum(_SteerBytes)}
 })
 
 // FillReady pins sets under layout's ready directory until it holds want of them, made at idle
@@ -182,14 +181,5 @@ func openReadySet(dir string) (*readySet, error) {
 
 // readySetVersion reads the version map of the set pinned in dir.
 func readySetVersion(dir string) (Version, error) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, readyPinName(versionMap)), &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		return Version{}, err
-	}
-	defer m.Close()
-	var v [2]uint32
-	if err := m.Lookup(uint32(0), &v); err != nil {
-		return Version{}, err
-	}
-	return Version{Layout: v[0], Object: v[1]}, nil
+	return readVersionPin(filepath.Join(dir, readyPinName(versionMap)))
 }

@@ -16,10 +16,16 @@ func readVersion(dir string) (Version, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return Version{}, fmt.Errorf("no attachment: %w", err)
 	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpffs.VersionPin), &ebpf.LoadPinOptions{ReadOnly: true})
+	v, err := readVersionPin(filepath.Join(dir, bpffs.VersionPin))
 	if errors.Is(err, os.ErrNotExist) {
 		return Version{Layout: UnversionedLayout}, nil
 	}
+	return v, err
+}
+
+// readVersionPin reads the version map pinned at path.
+func readVersionPin(path string) (Version, error) {
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		return Version{}, fmt.Errorf("open version: %w", err)
 	}
