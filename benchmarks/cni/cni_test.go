@@ -89,13 +89,18 @@ func BenchmarkCNI(b *testing.B) {
 	// One steerd serves both thick paths: the plugin's configuration travels with each verb.
 	steerd, thick := startSteerd(b, n, cluster, steerConf(map[string]any{"steering": true}), datapath.ReadySets)
 	thickPlain := withKey(b, thick, "steering", false)
+	aloneRoot := nstest.BPFRoot(b).Root // no ready sets of steerd's
 	_, shim := startMultusDaemon(b, n, multusBin, cluster, multus)
 	paths := []path{
 		{name: "noapi", about: "no apiserver: secondaries are defaultNetworks in confDir, steering off (process and engine cost)",
 			conf: steerConf(map[string]any{"kubeconfig": nil, "steering": false}), peer: multusThin},
-		{name: "plain", about: "thin mode: pod, NADs and network-status through the apiserver, steering off (what Multus does)",
+		{name: "plain", about: "thin mode: pod, NADs and network-status through steerd's lookups, steering off",
 			conf: steerConf(map[string]any{"steering": false}), api: true, peer: multusThin},
-		{name: "steering", about: "thin mode with eBPF steering attached", conf: steerConf(map[string]any{"steering": true}), api: true, peer: multusThin},
+		{name: "steering", about: "thin mode with eBPF steering attached: lookups through steerd, a collection steerd keeps ready",
+			conf: steerConf(map[string]any{"steering": true}), api: true, peer: multusThin},
+		// A cniDir where steerd does not answer: the plugin on its own, as when steerd is down.
+		{name: "alone", about: "thin mode without steerd: pod, NADs and network-status through the apiserver (what Multus does), steering attached, the collection loaded by the plugin",
+			conf: steerConf(map[string]any{"steering": true, "cniDir": filepath.Join(n.Dir, "cni-steer-alone"), "bpffsRoot": aloneRoot}), api: true, peer: multusThin},
 		{name: "thick-plain", about: "thick mode: the plugin hands the verb to steerd (informer cache, engine), steering off",
 			conf: thickPlain, api: true, peer: multusThick},
 		{name: "thick", about: "thick mode with eBPF steering attached (by steerd)", conf: thick, api: true, peer: multusThick},
@@ -193,6 +198,9 @@ func BenchmarkCNI(b *testing.B) {
 	}
 	steerd.stop() // it unpins the collections it kept ready for the thin plugin
 	n.AssertClean(b)
+	if left, _ := os.ReadDir(aloneRoot); len(left) > 0 {
+		b.Errorf("pins left by the thin plugin on its own under %s: %v", aloneRoot, left)
+	}
 }
 
 // goal prints a goal's verdict: f(q) is the figure with the measured side at quantile q and the

@@ -145,8 +145,9 @@ func buildSteerd(b testing.TB, dir string) string {
 // startSteerd runs steerd in thick mode on the node, as its DaemonSet does, and returns the
 // plugin configuration that hands every verb to it: conf (a steer configuration of the node)
 // with its socket. steerd gets a CNI config dir of its own holding cluster, the primary it
-// installs itself in front of. It also keeps readySets collections loaded for the thin plugin,
-// as a thin-mode node's steerd does, when thin paths run on the same node.
+// installs itself in front of. It also keeps readySets collections loaded for the thin plugin and
+// answers its lookups on the node's cniDir, as a thin-mode node's steerd does, when thin paths
+// run on the same node.
 func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte, readySets int) (*daemon, []byte) {
 	b.Helper()
 	dir := filepath.Join(n.Dir, "steerd")
@@ -173,7 +174,7 @@ func startSteerd(b testing.TB, n *cninode.Node, cluster, conf []byte, readySets 
 		"-kubeconfig", n.Kubeconfig,
 		"-cni-conf-dir", confDir,
 		"-thin-kubeconfig=false",
-		"-plugin-config", `{"socketPath":"`+socket+`"}`,
+		"-plugin-config", string(mustJSON(b, map[string]any{"socketPath": socket, "cniDir": n.CNIDir})),
 		"-bpffs-root", n.BPFRoot,
 		"-metrics-addr", "127.0.0.1:0",
 		"-services=false",

@@ -24,6 +24,7 @@ import (
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/install"
 	"github.com/steernet/steer/pkg/k8s"
+	"github.com/steernet/steer/pkg/lookup"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/netconf"
 )
@@ -38,6 +39,7 @@ type runFlags struct {
 	kubeconfig  string
 	workers     int
 	readySets   int
+	lookups     bool
 	services    serviceFlags
 }
 
@@ -53,6 +55,7 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for thick mode; empty: in-cluster service account")
 	fs.IntVar(&f.workers, "workers", daemon.DefaultWorkers, "CNI requests served at once in thick mode")
 	fs.IntVar(&f.readySets, "ready-sets", -1, fmt.Sprintf("collections kept loaded ahead for the thin plugin's ADDs; -1: %d in thin mode with steering on, else 0", datapath.ReadySets))
+	fs.BoolVar(&f.lookups, "lookups", true, "answer the thin plugin's pod and NAD lookups from the informer cache, on "+lookup.SocketName+" in its cniDir")
 	f.services.register(fs)
 	_ = fs.Parse(args)
 	conf, err := f.config()
@@ -125,8 +128,20 @@ func runDaemon(ctx context.Context, log *slog.Logger, args []string) error {
 	if n := f.readySetCount(conf); n > 0 {
 		g.Go(func() error { return readyLoop(ctx, layout, n, log) })
 	}
-	if f.socket != "" {
-		g.Go(func() error { return serveThick(ctx, f, reg, log) })
+	lookups := ""
+	if f.lookups {
+		lookups = lookup.SocketPath(pluginCNIDir(conf.Plugin))
+	}
+	switch {
+	case f.socket != "":
+		g.Go(func() error { return serveFromCache(ctx, f, reg, lookups, log) })
+	case lookups != "":
+		g.Go(func() error {
+			if err := serveFromCache(ctx, f, reg, lookups, log); err != nil {
+				log.Warn("the thin plugin's lookups are not answered: it asks the apiserver itself", "err", err)
+			}
+			return nil
+		})
 	}
 	if f.services.enabled {
 		if cfg, err := restConfig(f.kubeconfig); err != nil {
@@ -192,11 +207,12 @@ func collectLoop(ctx context.Context, layout bpffs.Layout, every time.Duration, 
 	}
 }
 
-// serveThick runs the engine for the plugin: informers for this node's pods and the NADs, then
-// the socket.
-func serveThick(ctx context.Context, f runFlags, reg *metrics.Registry, log *slog.Logger) error {
+// serveFromCache starts informers for this node's pods and the NADs, then serves the plugin from
+// them: its verbs on f.socket (thick mode) and its lookups on the lookups socket (empty: none).
+// The lookups only make the thin plugin faster: their failure is logged, not fatal.
+func serveFromCache(ctx context.Context, f runFlags, reg *metrics.Registry, lookups string, log *slog.Logger) error {
 	if f.nodeName == "" {
-		return errors.New("thick mode needs -node-name (or NODE_NAME)")
+		return errors.New("the informer cache needs -node-name (or NODE_NAME)")
 	}
 	cfg, err := restConfig(f.kubeconfig)
 	if err != nil {
@@ -211,8 +227,21 @@ func serveThick(ctx context.Context, f runFlags, reg *metrics.Registry, log *slo
 	if err != nil {
 		return err
 	}
-	log.Info("serving the plugin", "socket", f.socket, "node", f.nodeName, "workers", f.workers)
-	return daemon.NewServer(c, f.workers, reg, log).Serve(ctx, f.socket)
+	g, ctx := errgroup.WithContext(ctx)
+	if lookups != "" {
+		log.Info("answering the thin plugin's lookups", "socket", lookups, "node", f.nodeName)
+		g.Go(func() error {
+			if err := daemon.ServeLookups(ctx, lookups, c, reg, log); err != nil {
+				log.Warn("the thin plugin's lookups are not answered: it asks the apiserver itself", "err", err)
+			}
+			return nil
+		})
+	}
+	if f.socket != "" {
+		log.Info("serving the plugin", "socket", f.socket, "node", f.nodeName, "workers", f.workers)
+		g.Go(func() error { return daemon.NewServer(c, f.workers, reg, log).Serve(ctx, f.socket) })
+	}
+	return g.Wait()
 }
 
 // pluginCNIDir is the plugin's cache directory as its config sets it.

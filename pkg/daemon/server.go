@@ -24,6 +24,7 @@ import (
 	"github.com/steernet/steer/pkg/cnienv"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/engine"
+	"github.com/steernet/steer/pkg/lookup"
 	"github.com/steernet/steer/pkg/metrics"
 	"github.com/steernet/steer/pkg/netconf"
 	"github.com/steernet/steer/pkg/steering"
@@ -70,24 +71,37 @@ func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logge
 // ends. A stale socket left by a killed daemon is replaced.
 func (s *Server) Serve(ctx context.Context, socket string) error {
 	defer s.spares.Close()
-	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
-		return err
-	}
-	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	ln, err := net.Listen("unix", socket)
+	mux := http.NewServeMux()
+	mux.HandleFunc(api.Path, s.handle)
+	return serveSocket(ctx, socket, mux, s.readTimeout, s.maxConns, s.log)
+}
+
+// ServeLookups answers the thin plugin's calls (package lookup) from c on socket until ctx
+// ends, with the protections of the plugin's socket, counting them in reg.
+func ServeLookups(ctx context.Context, socket string, c *Cache, reg *metrics.Registry, log *slog.Logger) error {
+	ln, closeSocket, err := listenSocket(socket, defaultMaxConns, log)
 	if err != nil {
 		return err
 	}
-	if err := os.Chmod(socket, 0o600); err != nil {
-		ln.Close()
+	defer closeSocket()
+	done := func(kind string, err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		reg.Lookups.WithLabelValues(kind, result).Inc()
+	}
+	return lookup.Serve(ctx, ln, c, done)
+}
+
+// serveSocket serves h over HTTP on a socket from listenSocket until ctx ends.
+func serveSocket(ctx context.Context, socket string, h http.Handler, readTimeout time.Duration, maxConns int, log *slog.Logger) error {
+	ln, closeSocket, err := listenSocket(socket, maxConns, log)
+	if err != nil {
 		return err
 	}
-	ln = newLimitListener(peerCredListener{Listener: ln, log: s.log}, s.maxConns)
-	mux := http.NewServeMux()
-	mux.HandleFunc(api.Path, s.handle)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: s.readTimeout, ReadTimeout: s.readTimeout, IdleTimeout: s.readTimeout}
+	defer closeSocket()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout, IdleTimeout: readTimeout}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -98,6 +112,39 @@ func (s *Server) Serve(ctx context.Context, socket string) error {
 		return err
 	}
 	return nil
+}
+
+// listenSocket listens on a unix socket only root may use (0600, in a 0700 directory it makes,
+// and peers checked with SO_PEERCRED), accepting at most maxConns connections at once. A stale
+// socket left by a killed daemon is replaced. closeSocket closes the listener and removes the
+// socket, unless another steerd (starting during a rolling update) has replaced it already.
+func listenSocket(socket string, maxConns int, log *slog.Logger) (_ net.Listener, closeSocket func(), _ error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		return nil, nil, err
+	}
+	ul.SetUnlinkOnClose(false)
+	mine, err := os.Stat(socket)
+	if err == nil {
+		err = os.Chmod(socket, 0o600)
+	}
+	if err != nil {
+		ul.Close()
+		return nil, nil, err
+	}
+	closeSocket = func() {
+		_ = ul.Close()
+		if now, err := os.Stat(socket); err == nil && os.SameFile(mine, now) {
+			_ = os.Remove(socket)
+		}
+	}
+	return newLimitListener(peerCredListener{Listener: ul, log: log}, maxConns), closeSocket, nil
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,8 @@
 // steering dataplane and writes the pod's network-status. The same Engine serves the plugin
 // in-process (thin mode) and, later, steerd (thick mode): it holds no globals, logs through
 // the *slog.Logger it is given, and reads pods and NetworkAttachmentDefinitions through the
-// PodSource and NADSource interfaces (client-go in thin mode, informer caches in steerd).
+// PodSource and NADSource interfaces (in thin mode steerd's answers, or client-go when steerd
+// does not answer; informer caches in steerd).
 //
 // # ADD
 //

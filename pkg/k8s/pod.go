@@ -23,10 +23,10 @@ var PodResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 // typed clientset (its scheme costs every plugin exec milliseconds) and lets an informer
 // cache store less.
 type Pod struct {
-	Namespace   string
-	Name        string
-	UID         string
-	Annotations map[string]string
+	Namespace   string            `json:"namespace"`
+	Name        string            `json:"name"`
+	UID         string            `json:"uid,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // NetworkStatus is one element of the NetworkStatusAnnotation (NPWG specification v1.3,

@@ -17,6 +17,7 @@ type Registry struct {
 	*prometheus.Registry
 	Requests *prometheus.HistogramVec // seconds per CNI verb and outcome
 	Upgrades *prometheus.CounterVec   // pods upgraded in place, by result
+	Lookups  *prometheus.CounterVec   // the thin plugin's lookups answered, by kind and result
 }
 
 // New registers the collectors. Pod counters are read from layout's pins on each scrape, so
@@ -33,8 +34,12 @@ func New(layout bpffs.Layout, log *slog.Logger) *Registry {
 			Name: "steer_upgrades_total",
 			Help: "In-place upgrades of a pod's programs to this steerd's build, by result (upgraded, failed: the pod keeps its programs).",
 		}, []string{"result"}),
+		Lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "steer_plugin_lookups_total",
+			Help: "The thin plugin's apiserver calls steerd answered for it, by kind (pod, nad, network-status, event) and result (ok, error: the apiserver's, passed on).",
+		}, []string{"kind", "result"}),
 	}
-	r.MustRegister(r.Requests, r.Upgrades, podCounters{layout: layout, log: log},
+	r.MustRegister(r.Requests, r.Upgrades, r.Lookups, podCounters{layout: layout, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }

@@ -115,7 +115,9 @@
 //     plugin of its network declares, instead of accepting it with a warning
 //     as Multus does (see the selection annotation below). Default false.
 //   - socketPath: absolute path of steerd's unix socket (thick mode). Empty:
-//     thin mode, the plugin does all the work itself. With a socketPath,
+//     thin mode, the plugin does all the work itself, asking the node's steerd
+//     (its socket in cniDir, when it answers) for the pod and NADs instead of
+//     the apiserver. With a socketPath,
 //     clusterNetwork and delegates may be left to steerd.
 //   - thinFallback: with a socketPath, run in-process (thin mode) when steerd
 //     does not answer, instead of failing the ADD. Default false. DEL always
