@@ -1,17 +1,15 @@
-// Package api is the protocol between the steer plugin and steerd in thick mode: one HTTP
-// request over a unix socket per CNI call. It imports no Kubernetes code, so the plugin's
-// thick path stays small and fast to exec.
+// Package api is the protocol between Steer's CNI binaries and steerd: JSON lines over unix
+// sockets (lines.go). In thick mode each CNI call is one request on steerd's socket. It
+// imports no Kubernetes code and no HTTP, so steer-shim stays small and fast to exec.
 package api
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -31,10 +29,7 @@ func IsSteerType(typ string) bool { return typ == PluginBinary || typ == ShimBin
 // DefaultSocket is where steerd listens on a node.
 const DefaultSocket = "/run/steer/steerd.sock"
 
-// Path is the HTTP path of CNI requests.
-const Path = "/cni"
-
-// MaxRequestSize bounds a request: the CNI config and arguments, not pod data.
+// MaxRequestSize bounds a request (the CNI config and arguments, not pod data) and an answer.
 const MaxRequestSize = 1 << 20
 
 // Request is one CNI call as the runtime made it.
@@ -61,42 +56,36 @@ var ErrUnavailable = errors.New("steerd is not available")
 // Do sends req to the daemon at socket. A CNI failure comes back as a *types.Error; a
 // transport failure wraps ErrUnavailable.
 func Do(ctx context.Context, socket string, req Request) (json.RawMessage, error) {
-	body, err := json.Marshal(req)
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, err
+		return nil, Unavailable(ctx, err)
 	}
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		DisableKeepAlives: true,
-	}}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://steerd"+Path, bytes.NewReader(body))
+	defer c.Close()
+	line, err := Call(ctx, c, bufio.NewReader(c), req, MaxRequestSize)
 	if err != nil {
-		return nil, err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(hreq)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxRequestSize))
-	if err != nil {
-		return nil, fmt.Errorf("%w: read response: %v", ErrUnavailable, err)
+		return nil, Unavailable(ctx, err)
 	}
 	var r Response
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: HTTP %d: %s", ErrUnavailable, resp.StatusCode, bytes.TrimSpace(b))
+	if err := json.Unmarshal(line, &r); err != nil {
+		return nil, fmt.Errorf("%w: not an answer: %.200q", ErrUnavailable, line)
 	}
 	if r.Error != nil {
 		return nil, r.Error
 	}
 	return r.Result, nil
+}
+
+// Unavailable is a failed call's error: ctx's own end as such (also when the connection's
+// deadline, which is ctx's, fired first), any other failure as ErrUnavailable.
+func Unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
 // Timeout bounds a request the plugin makes: longer than any ADD should take, shorter than a

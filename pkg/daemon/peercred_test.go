@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,24 +109,22 @@ func startServer(t *testing.T, socket string, opts ...func(*Server)) *testServer
 	}
 }
 
-// post sends a raw JSON body to the server as a root client and returns the CNI response.
+// post sends a raw JSON request line to the server as a root client and returns the CNI
+// response.
 func (ts *testServer) post(t *testing.T, body string) api.Response {
 	t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", ts.socket)
-		},
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Post("http://steerd"+api.Path, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", body, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	c, err := net.Dial("unix", ts.socket)
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(body + "\n")); err != nil {
+		t.Fatalf("send %s: %v", body, err)
+	}
+	raw, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("answer to %s: %v", body, err)
 	}
 	var out api.Response
 	if err := json.Unmarshal(raw, &out); err != nil {
@@ -176,17 +173,14 @@ func dialAndPost(socket string) string {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req, _ := http.NewRequest(http.MethodPost, "http://steerd"+api.Path, strings.NewReader(probeRequest))
-	req.Close = true
-	if err := req.Write(c); err != nil {
+	if _, err := c.Write([]byte(probeRequest + "\n")); err != nil {
 		return "closed: " + err.Error()
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	line, err := bufio.NewReader(c).ReadBytes('\n')
 	if err != nil {
 		return "closed: " + err.Error()
 	}
-	body, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("answered: %d %s", resp.StatusCode, bytes.TrimSpace(body))
+	return fmt.Sprintf("answered: %s", bytes.TrimSpace(line))
 }
 
 // nobody is the uid and gid the helper runs as.

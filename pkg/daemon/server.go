@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -67,13 +65,16 @@ func NewServer(cache *Cache, workers int, reg *metrics.Registry, log *slog.Logge
 		readTimeout: defaultReadTimeout, maxConns: defaultMaxConns, spares: &datapath.Spares{}}
 }
 
-// Serve listens on socket (root-only: 0600, and peers checked with SO_PEERCRED) until ctx
-// ends. A stale socket left by a killed daemon is replaced.
+// Serve listens on socket until ctx ends (see listenSocket for who may connect), and answers
+// each CNI request (a JSON line, package api) with the verb's result.
 func (s *Server) Serve(ctx context.Context, socket string) error {
 	defer s.spares.Close()
-	mux := http.NewServeMux()
-	mux.HandleFunc(api.Path, s.handle)
-	return serveSocket(ctx, socket, mux, s.readTimeout, s.maxConns, s.log)
+	ln, closeSocket, err := listenSocket(socket, s.maxConns, s.log)
+	if err != nil {
+		return err
+	}
+	defer closeSocket()
+	return api.Serve(ctx, ln, s.readTimeout, api.MaxRequestSize, s.handle)
 }
 
 // ServeLookups answers the thin plugin's calls (package lookup) from c on socket until ctx
@@ -92,26 +93,6 @@ func ServeLookups(ctx context.Context, socket string, c *Cache, reg *metrics.Reg
 		reg.Lookups.WithLabelValues(kind, result).Inc()
 	}
 	return lookup.Serve(ctx, ln, c, done)
-}
-
-// serveSocket serves h over HTTP on a socket from listenSocket until ctx ends.
-func serveSocket(ctx context.Context, socket string, h http.Handler, readTimeout time.Duration, maxConns int, log *slog.Logger) error {
-	ln, closeSocket, err := listenSocket(socket, maxConns, log)
-	if err != nil {
-		return err
-	}
-	defer closeSocket()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout, IdleTimeout: readTimeout}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // listenSocket listens on a unix socket only root may use (0600, in a 0700 directory it makes,
@@ -147,31 +128,20 @@ func listenSocket(socket string, maxConns int, log *slog.Logger) (_ net.Listener
 	return newLimitListener(peerCredListener{Listener: ul, log: log}, maxConns), closeSocket, nil
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "POST only", http.StatusMethodNotAllowed)
-		return
-	}
+// handle answers one request line; ctx ends when the client hangs up.
+func (s *Server) handle(ctx context.Context, line []byte) any {
 	var req api.Request
-	body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxRequestSize+1))
-	if err == nil && len(body) > api.MaxRequestSize {
-		err = fmt.Errorf("request larger than %d bytes", api.MaxRequestSize)
-	}
-	if err == nil {
-		err = json.Unmarshal(body, &req)
-	}
-	if err != nil {
-		reply(w, nil, types.NewError(types.ErrDecodingFailure, "steerd: bad request", err.Error()))
-		return
+	if err := json.Unmarshal(line, &req); err != nil {
+		return response(nil, types.NewError(types.ErrDecodingFailure, "steerd: bad request", err.Error()))
 	}
 	start := time.Now()
-	res, err := s.run(r.Context(), req)
+	res, err := s.run(ctx, req)
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
 	}
 	s.metrics.Requests.WithLabelValues(verbLabel(req.Command), outcome).Observe(time.Since(start).Seconds())
-	reply(w, res, err)
+	return response(res, err)
 }
 
 // verbLabel is the metric label of a command: the client chooses it, and each distinct label
@@ -269,7 +239,7 @@ func encodeResult(res types.Result, version string) (json.RawMessage, error) {
 	return json.Marshal(res)
 }
 
-func reply(w http.ResponseWriter, res json.RawMessage, err error) {
+func response(res json.RawMessage, err error) api.Response {
 	out := api.Response{Result: res}
 	if err != nil {
 		var cniErr *types.Error
@@ -278,6 +248,5 @@ func reply(w http.ResponseWriter, res json.RawMessage, err error) {
 		}
 		out.Error = cniErr
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	return out
 }

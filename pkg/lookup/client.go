@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -13,12 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
 // ErrUnavailable means steerd did not answer: no socket, nobody listening, a broken
 // connection, or an answer that is not one. The plugin then asks the apiserver.
-var ErrUnavailable = errors.New("steerd does not answer lookups")
+var ErrUnavailable = api.ErrUnavailable
 
 // Client calls steerd over its socket, one call at a time on one connection.
 type Client struct {
@@ -96,36 +96,23 @@ func (c *Client) Warn(ctx context.Context, pod *k8s.Pod, component, reason, mess
 func (c *Client) call(ctx context.Context, req *request) (*answer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
+	if deadline, ok := ctx.Deadline(); ok {
 		req.TimeoutMs = time.Until(deadline).Milliseconds()
 	}
-	line, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	line = append(line, '\n')
 	if c.conn == nil {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", c.path)
 		if err != nil {
 			return nil, c.failed(ctx, err)
 		}
-		c.conn, c.in = conn, bufio.NewReaderSize(conn, 64<<10)
+		c.conn, c.in = conn, bufio.NewReader(conn)
 	}
-	conn := c.conn
-	_ = conn.SetDeadline(deadline) // the zero time when there is none
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := conn.Write(line); err != nil {
-		return nil, c.failed(ctx, err)
-	}
-	resp, err := readLine(c.in)
+	line, err := api.Call(ctx, c.conn, c.in, req, maxLine)
 	if err != nil {
 		return nil, c.failed(ctx, err)
 	}
 	var a answer
-	if err := json.Unmarshal(resp, &a); err != nil {
+	if err := json.Unmarshal(line, &a); err != nil {
 		return nil, c.failed(ctx, fmt.Errorf("not an answer: %v", err))
 	}
 	if a.Error != nil {
@@ -141,26 +128,5 @@ func (c *Client) call(ctx context.Context, req *request) (*answer, error) {
 // anything else as ErrUnavailable.
 func (c *Client) failed(ctx context.Context, err error) error {
 	c.drop()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
-}
-
-// readLine reads one line of at most maxLine bytes.
-func readLine(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		part, err := r.ReadSlice('\n')
-		line = append(line, part...)
-		switch {
-		case len(line) > maxLine:
-			return nil, errors.New("answer too long")
-		case err == bufio.ErrBufferFull:
-			continue
-		case err != nil:
-			return nil, err
-		}
-		return line, nil
-	}
+	return api.Unavailable(ctx, err)
 }

@@ -6,11 +6,9 @@
 // and the apiserver one request instead of several. When steerd does not answer, the plugin
 // asks the apiserver itself, as Multus does: steerd makes thin mode faster, never required.
 //
-// The protocol is one JSON line each way per call, over a unix socket in the plugin's cniDir
-// (root only, as steerd's other socket): a fresh plugin process pays for every page of code
-// it runs, and an HTTP client costs it more than the call. Errors carry the apiserver's
-// status, so the plugin tells a pod that is not found from an apiserver that is down exactly
-// as it would on its own.
+// The calls are package api's JSON lines, on a unix socket in the plugin's cniDir (root only,
+// as steerd's other socket). Errors carry the apiserver's status, so the plugin tells a pod
+// that is not found from an apiserver that is down exactly as it would on its own.
 package lookup
 
 import (

@@ -1,18 +1,17 @@
 package lookup
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/k8s"
 )
 
@@ -25,46 +24,13 @@ func Serve(ctx context.Context, ln net.Listener, src Source, done func(kind stri
 	if done == nil {
 		done = func(string, error) {}
 	}
-	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
-	defer stop()
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		conns.Go(func() { serveConn(ctx, c, src, done) })
-	}
-}
-
-func serveConn(ctx context.Context, c net.Conn, src Source, done func(string, error)) {
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-	defer stop()
-	in := bufio.NewScanner(c)
-	in.Buffer(make([]byte, 0, 64<<10), maxLine)
-	out := json.NewEncoder(c)
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
-		if !in.Scan() {
-			return
-		}
+	return api.Serve(ctx, ln, idleTimeout, maxLine, func(ctx context.Context, line []byte) any {
 		var req request
-		var a answer
-		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
-			a.Error = statusOf(apierrors.NewBadRequest(fmt.Sprintf("steerd: bad call: %v", err)))
-		} else {
-			a = call(ctx, src, &req, done)
+		if err := json.Unmarshal(line, &req); err != nil {
+			return answer{Error: statusOf(apierrors.NewBadRequest(fmt.Sprintf("steerd: bad call: %v", err)))}
 		}
-		_ = c.SetWriteDeadline(time.Now().Add(idleTimeout))
-		if out.Encode(a) != nil {
-			return
-		}
-	}
+		return call(ctx, src, &req, done)
+	})
 }
 
 // call runs one call within the time the plugin has left.
@@ -105,14 +71,19 @@ func call(ctx context.Context, src Source, req *request, done func(string, error
 	return a
 }
 
-// statusOf is err as an apiserver Status: the apiserver's own, or an InternalError.
+// statusOf is err as an apiserver Status: the apiserver's own, a Timeout when the call ran out
+// of the plugin's time, else an InternalError.
 func statusOf(err error) *metav1.Status {
 	var apiErr apierrors.APIStatus
-	if errors.As(err, &apiErr) && apiErr.Status().Code != 0 {
-		st := apiErr.Status()
-		return &st
+	var st metav1.Status
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status().Code != 0:
+		st = apiErr.Status()
+	case errors.Is(err, context.DeadlineExceeded):
+		st = apierrors.NewTimeoutError(err.Error(), 0).Status()
+	default:
+		st = apierrors.NewInternalError(err).Status()
+		st.Message = err.Error()
 	}
-	st := apierrors.NewInternalError(err).Status()
-	st.Message = err.Error()
 	return &st
 }
