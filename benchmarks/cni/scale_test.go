@@ -74,6 +74,7 @@ func BenchmarkSteerdScale(b *testing.B) {
 	}
 	delAll(b, n, attached, thick)
 	attached = nil
+	steerd.stop() // it removes the socket it answers the thin plugin on
 	n.AssertClean(b)
 
 	fmt.Printf("\nsteerd at scale: thick mode, steering on, one macvlan secondary per pod, %d CPUs\n", nproc())

@@ -1,7 +1,7 @@
-// Package daemon serves the steer plugin over a unix socket (thick mode): the engine runs in
-// steerd with an informer cache, so ADD needs no apiserver round trip for pods it has seen.
-// Concurrency is bounded (a burst of pod starts queues instead of exhausting memory) and one
-// container's verbs never run at once.
+// Package daemon serves the steer plugin over unix sockets: in thick mode the engine runs in
+// steerd with an informer cache, so ADD needs no apiserver round trip for pods it has seen; in
+// thin mode the same cache answers the plugin's lookups. Concurrency is bounded (a burst of pod
+// starts queues instead of exhausting memory) and one container's verbs never run at once.
 package daemon
 
 import (
