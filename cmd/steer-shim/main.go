@@ -1,8 +1,8 @@
 // Command steer-shim is Steer's CNI plugin in thick mode: it hands each verb to steerd over its
 // socket and prints steerd's answer, as multus-shim does for multus-daemon. It links none of
-// the engine, the BPF loader or the Kubernetes client, so a runtime execs it in a fraction of
-// the plugin's time, and it is called for every pod's ADD and DEL and for the runtime's STATUS
-// polls. When steerd is not there and the verb may run without it (DEL, or thinFallback), it
+// the engine, the BPF loader, HTTP or the Kubernetes client, so a runtime execs it in a
+// fraction of the plugin's time, and it is called for every pod's ADD and DEL and for the
+// runtime's STATUS polls. When steerd is not there and the verb may run without it (DEL, or thinFallback), it
 // execs the steer plugin next to it, which does the verb itself.
 package main
 
