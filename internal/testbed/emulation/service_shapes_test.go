@@ -22,6 +22,7 @@ import (
 	"github.com/steernet/steer/pkg/api"
 	"github.com/steernet/steer/pkg/datapath"
 	"github.com/steernet/steer/pkg/k8s"
+	"github.com/steernet/steer/pkg/lookup"
 	"github.com/steernet/steer/pkg/service"
 )
 
@@ -352,8 +353,8 @@ func checkClusterIPRoutes(t *testing.T, cli *Pod, s serviceShape, ips []netip.Ad
 
 // checkSteerdMode checks that the nodes run the plugin as steerd's config says: in thin mode
 // the config steerd wrote names the plugin and no socket, and the plugin serves ADD itself
-// (steerd serves none); in thick mode it names the shim, and steerd served them (once pods ran:
-// afterADD).
+// (steerd serves none) with its pod, NADs and network-status through steerd's lookups; in thick
+// mode it names the shim, and steerd served them (once pods ran: afterADD).
 func checkSteerdMode(t *testing.T, e *thickEnv, thin, afterADD bool) {
 	t.Helper()
 	for i, h := range e.hosts {
@@ -384,6 +385,11 @@ func checkSteerdMode(t *testing.T, e *thickEnv, thin, afterADD bool) {
 		served := strings.Contains(page, `steer_cni_request_duration_seconds_count{result="ok",verb="ADD"}`)
 		if served == thin {
 			t.Errorf("node %d: steerd served ADD %t, thin mode %t", i, served, thin)
+		}
+		for _, kind := range []string{lookup.KindPod, lookup.KindNAD, lookup.KindStatus} {
+			if answered := lookups(page, kind, "ok") > 0; answered != thin {
+				t.Errorf("node %d: steerd answered the plugin's %s lookups %t, thin mode %t", i, kind, answered, thin)
+			}
 		}
 	}
 }
