@@ -99,16 +99,6 @@ func (c *Cache) Warn(ctx context.Context, pod *k8s.Pod, component, reason, messa
 	return c.api.Warn(ctx, pod, component, reason, message)
 }
 
-// Pod answers the thin plugin's pod lookups (lookup.Source), as Get.
-func (c *Cache) Pod(ctx context.Context, namespace, name string) (*k8s.Pod, error) {
-	return c.Get(ctx, namespace, name)
-}
-
-// NAD answers the thin plugin's NetworkAttachmentDefinition lookups (lookup.Source).
-func (c *Cache) NAD(ctx context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error) {
-	return c.NADs().Get(ctx, namespace, name)
-}
-
 // NADs answers NetworkAttachmentDefinition lookups.
 func (c *Cache) NADs() NADLookup { return NADLookup{c} }
 

@@ -92,7 +92,7 @@ func ServeLookups(ctx context.Context, socket string, c *Cache, reg *metrics.Reg
 		}
 		reg.Lookups.WithLabelValues(kind, result).Inc()
 	}
-	return lookup.Serve(ctx, ln, c, done)
+	return lookup.Serve(ctx, ln, lookup.Source{Pods: c, NADs: c.NADs(), Status: c, Events: c}, done)
 }
 
 // listenSocket listens on a unix socket only root may use (0600, in a 0700 directory it makes,
@@ -117,6 +117,7 @@ func listenSocket(socket string, maxConns int, log *slog.Logger) (_ net.Listener
 	}
 	if err != nil {
 		ul.Close()
+		_ = os.Remove(socket)
 		return nil, nil, err
 	}
 	closeSocket = func() {

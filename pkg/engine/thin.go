@@ -54,24 +54,32 @@ type thinClient struct {
 	err  error
 }
 
-// viaSteerd is the steerd client, nil once steerd did not answer.
-func (c *thinClient) viaSteerd() *lookup.Client {
-	if c.steerdGone.Load() {
-		return nil
+// ask makes a call through steerd while it answers (with a result or the apiserver's error),
+// else through the apiserver clients, built on first use. Once steerd did not answer, the
+// verb's other calls go to the apiserver too.
+func ask[T any](c *thinClient, viaSteerd func(*lookup.Client) (T, error), direct func() (T, error)) (T, error) {
+	if !c.steerdGone.Load() {
+		v, err := viaSteerd(c.steerd)
+		if !errors.Is(err, lookup.ErrUnavailable) {
+			return v, err
+		}
+		if !c.steerdGone.Swap(true) {
+			c.log.Debug("steerd does not answer: asking the apiserver", "err", err)
+		}
 	}
-	return c.steerd
+	if err := c.init(); err != nil {
+		var zero T
+		return zero, err
+	}
+	return direct()
 }
 
-// answered tells whether steerd answered a call (with a result or the apiserver's error). When
-// it did not, the verb's other calls go to the apiserver too.
-func (c *thinClient) answered(err error) bool {
-	if !errors.Is(err, lookup.ErrUnavailable) {
-		return true
-	}
-	if !c.steerdGone.Swap(true) {
-		c.log.Debug("steerd does not answer: asking the apiserver", "err", err)
-	}
-	return false
+// tell is ask for a call without a result.
+func tell(c *thinClient, viaSteerd func(*lookup.Client) error, direct func() error) error {
+	_, err := ask(c,
+		func(s *lookup.Client) (struct{}, error) { return struct{}{}, viaSteerd(s) },
+		func() (struct{}, error) { return struct{}{}, direct() })
+	return err
 }
 
 func (c *thinClient) init() error {
@@ -95,51 +103,27 @@ func (c *thinClient) init() error {
 type thinPods struct{ c *thinClient }
 
 func (p thinPods) Get(ctx context.Context, namespace, name string) (*k8s.Pod, error) {
-	if s := p.c.viaSteerd(); s != nil {
-		if pod, err := s.Pod(ctx, namespace, name); p.c.answered(err) {
-			return pod, err
-		}
-	}
-	if err := p.c.init(); err != nil {
-		return nil, err
-	}
-	return p.c.pods.Get(ctx, namespace, name)
+	return ask(p.c,
+		func(s *lookup.Client) (*k8s.Pod, error) { return s.Pod(ctx, namespace, name) },
+		func() (*k8s.Pod, error) { return p.c.pods.Get(ctx, namespace, name) })
 }
 
 func (p thinPods) SetNetworkStatus(ctx context.Context, namespace, name, uid string, st []k8s.NetworkStatus) error {
-	if s := p.c.viaSteerd(); s != nil {
-		if err := s.SetNetworkStatus(ctx, namespace, name, uid, st); p.c.answered(err) {
-			return err
-		}
-	}
-	if err := p.c.init(); err != nil {
-		return err
-	}
-	return p.c.pods.SetNetworkStatus(ctx, namespace, name, uid, st)
+	return tell(p.c,
+		func(s *lookup.Client) error { return s.SetNetworkStatus(ctx, namespace, name, uid, st) },
+		func() error { return p.c.pods.SetNetworkStatus(ctx, namespace, name, uid, st) })
 }
 
 func (p thinPods) Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error {
-	if s := p.c.viaSteerd(); s != nil {
-		if err := s.Warn(ctx, pod, component, reason, message); p.c.answered(err) {
-			return err
-		}
-	}
-	if err := p.c.init(); err != nil {
-		return err
-	}
-	return p.c.pods.Warn(ctx, pod, component, reason, message)
+	return tell(p.c,
+		func(s *lookup.Client) error { return s.Warn(ctx, pod, component, reason, message) },
+		func() error { return p.c.pods.Warn(ctx, pod, component, reason, message) })
 }
 
 type thinNADs struct{ c *thinClient }
 
 func (n thinNADs) Get(ctx context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error) {
-	if s := n.c.viaSteerd(); s != nil {
-		if nad, err := s.NAD(ctx, namespace, name); n.c.answered(err) {
-			return nad, err
-		}
-	}
-	if err := n.c.init(); err != nil {
-		return nil, err
-	}
-	return n.c.nads.Get(ctx, namespace, name)
+	return ask(n.c,
+		func(s *lookup.Client) (*k8s.NetworkAttachmentDefinition, error) { return s.NAD(ctx, namespace, name) },
+		func() (*k8s.NetworkAttachmentDefinition, error) { return n.c.nads.Get(ctx, namespace, name) })
 }

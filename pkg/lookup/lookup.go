@@ -28,13 +28,22 @@ const SocketName = "steerd.sock"
 // SocketPath is the socket of the plugin whose cniDir is dir.
 func SocketPath(cniDir string) string { return filepath.Join(cniDir, SocketName) }
 
-// Source is what steerd answers from. Errors keep the apiserver's status
-// (apierrors.APIStatus), which the plugin gets back as such.
-type Source interface {
-	Pod(ctx context.Context, namespace, name string) (*k8s.Pod, error)
-	NAD(ctx context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error)
-	SetNetworkStatus(ctx context.Context, namespace, name, uid string, statuses []k8s.NetworkStatus) error
-	Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error
+// Source is what steerd answers from: the engine's own sources of pods and NADs and its
+// writers of status and events (daemon.Cache is all four, in thick mode as here). Errors keep
+// the apiserver's status (apierrors.APIStatus), which the plugin gets back as such.
+type Source struct {
+	Pods interface {
+		Get(ctx context.Context, namespace, name string) (*k8s.Pod, error)
+	}
+	NADs interface {
+		Get(ctx context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error)
+	}
+	Status interface {
+		SetNetworkStatus(ctx context.Context, namespace, name, uid string, statuses []k8s.NetworkStatus) error
+	}
+	Events interface {
+		Warn(ctx context.Context, pod *k8s.Pod, component, reason, message string) error
+	}
 }
 
 // The kinds of call.

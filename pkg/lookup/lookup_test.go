@@ -31,7 +31,7 @@ type fakeSource struct {
 	event    string
 }
 
-func (f *fakeSource) Pod(_ context.Context, namespace, name string) (*k8s.Pod, error) {
+func (f *fakeSource) pod(_ context.Context, namespace, name string) (*k8s.Pod, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -41,7 +41,7 @@ func (f *fakeSource) Pod(_ context.Context, namespace, name string) (*k8s.Pod, e
 	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
 }
 
-func (f *fakeSource) NAD(_ context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error) {
+func (f *fakeSource) nad(_ context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -49,6 +49,23 @@ func (f *fakeSource) NAD(_ context.Context, namespace, name string) (*k8s.Networ
 		return n, nil
 	}
 	return nil, apierrors.NewNotFound(schema.GroupResource{Group: "k8s.cni.cncf.io", Resource: "network-attachment-definitions"}, name)
+}
+
+// source is f as the Source steerd answers from.
+func (f *fakeSource) source() Source {
+	return Source{Pods: fakePods{f}, NADs: fakeNADs{f}, Status: f, Events: f}
+}
+
+type fakePods struct{ f *fakeSource }
+
+func (p fakePods) Get(ctx context.Context, namespace, name string) (*k8s.Pod, error) {
+	return p.f.pod(ctx, namespace, name)
+}
+
+type fakeNADs struct{ f *fakeSource }
+
+func (n fakeNADs) Get(ctx context.Context, namespace, name string) (*k8s.NetworkAttachmentDefinition, error) {
+	return n.f.nad(ctx, namespace, name)
 }
 
 func (f *fakeSource) SetNetworkStatus(_ context.Context, _, _, uid string, st []k8s.NetworkStatus) error {
@@ -110,7 +127,7 @@ func TestLookupsRoundTrip(t *testing.T) {
 	src := &fakeSource{pods: map[string]*k8s.Pod{"ns-1/web-0": pod}, nads: map[string]*k8s.NetworkAttachmentDefinition{"ns-1/dmz": nad}}
 	var mu sync.Mutex
 	var answered []string
-	c := NewClient(serve(t, src, func(kind string, err error) {
+	c := NewClient(serve(t, src.source(), func(kind string, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		answered = append(answered, fmt.Sprint(kind, " ", err))
@@ -151,7 +168,7 @@ func TestLookupsRoundTrip(t *testing.T) {
 // tells a missing pod from an apiserver that is down as it does without steerd.
 func TestLookupsKeepTheAPIStatus(t *testing.T) {
 	src := &fakeSource{}
-	c := NewClient(serve(t, src, nil))
+	c := NewClient(serve(t, src.source(), nil))
 	defer c.Close()
 	ctx := context.Background()
 
@@ -209,7 +226,7 @@ func TestLookupsUnavailable(t *testing.T) {
 	// A canceled call is the caller's, not a missing steerd.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	c = NewClient(serve(t, &fakeSource{}, nil))
+	c = NewClient(serve(t, (&fakeSource{}).source(), nil))
 	if _, err := c.Pod(cctx, "ns-1", "web-0"); errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: %v", err)
 	}
@@ -218,7 +235,8 @@ func TestLookupsUnavailable(t *testing.T) {
 // steerd keeps to the time the plugin has left: a call the plugin gave up on does not go on.
 func TestLookupsKeepToTheDeadline(t *testing.T) {
 	gaveUp := make(chan time.Duration, 1)
-	src := &blockingSource{gaveUp: gaveUp}
+	src := (&fakeSource{}).source()
+	src.Pods = blockingPods{gaveUp: gaveUp}
 	c := NewClient(serve(t, src, nil))
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -238,13 +256,10 @@ func TestLookupsKeepToTheDeadline(t *testing.T) {
 	}
 }
 
-// blockingSource answers nothing until its caller gives up.
-type blockingSource struct {
-	fakeSource
-	gaveUp chan time.Duration
-}
+// blockingPods answers nothing until its caller gives up.
+type blockingPods struct{ gaveUp chan time.Duration }
 
-func (b *blockingSource) Pod(ctx context.Context, _, _ string) (*k8s.Pod, error) {
+func (b blockingPods) Get(ctx context.Context, _, _ string) (*k8s.Pod, error) {
 	start := time.Now()
 	<-ctx.Done()
 	b.gaveUp <- time.Since(start)
@@ -255,7 +270,7 @@ func (b *blockingSource) Pod(ctx context.Context, _, _ string) (*k8s.Pod, error)
 func TestLookupsBadCalls(t *testing.T) {
 	var reported []string
 	var mu sync.Mutex
-	path := serve(t, &fakeSource{pods: map[string]*k8s.Pod{"ns-1/web-0": {Namespace: "ns-1", Name: "web-0"}}},
+	path := serve(t, (&fakeSource{pods: map[string]*k8s.Pod{"ns-1/web-0": {Namespace: "ns-1", Name: "web-0"}}}).source(),
 		func(kind string, _ error) { mu.Lock(); defer mu.Unlock(); reported = append(reported, kind) })
 	conn, err := net.Dial("unix", path)
 	if err != nil {

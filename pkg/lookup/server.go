@@ -45,21 +45,21 @@ func call(ctx context.Context, src Source, req *request, done func(string, error
 	var err error
 	switch req.Kind {
 	case KindPod:
-		a.Pod, err = src.Pod(ctx, req.Namespace, req.Name)
+		a.Pod, err = src.Pods.Get(ctx, req.Namespace, req.Name)
 	case KindNAD:
 		var n *k8s.NetworkAttachmentDefinition
-		if n, err = src.NAD(ctx, req.Namespace, req.Name); err == nil {
+		if n, err = src.NADs.Get(ctx, req.Namespace, req.Name); err == nil {
 			a.NAD = &nad{Namespace: n.Namespace, Name: n.Name, Config: n.Spec.Config}
 		}
 	case KindStatus:
-		err = src.SetNetworkStatus(ctx, req.Namespace, req.Name, req.UID, req.Statuses)
+		err = src.Status.SetNetworkStatus(ctx, req.Namespace, req.Name, req.UID, req.Statuses)
 	case KindEvent:
 		if req.Event == nil {
 			err = apierrors.NewBadRequest("steerd: an event call without its event")
 			break
 		}
 		pod := &k8s.Pod{Namespace: req.Namespace, Name: req.Name, UID: req.UID}
-		err = src.Warn(ctx, pod, req.Event.Component, req.Event.Reason, req.Event.Message)
+		err = src.Events.Warn(ctx, pod, req.Event.Component, req.Event.Reason, req.Event.Message)
 	default:
 		// Not reported: the kind is the client's to choose, and a metric label per kind.
 		return answer{Error: statusOf(apierrors.NewBadRequest(fmt.Sprintf("steerd: unknown call %q", req.Kind)))}
